@@ -1,0 +1,1 @@
+"""Block schemas (TF-free); each block's build function imports Keras lazily."""

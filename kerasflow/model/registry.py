@@ -1,0 +1,111 @@
+"""The one registry of layer and block types.
+
+A type is registered once, by decorating its parameter schema (a pydantic
+model, no TensorFlow import). The registry drives the spec schema (and so the
+JSON Schema), validation messages ("did you mean ...?") and the builder, which
+resolves `target` lazily: for layers a `keras.layers` class name, for blocks a
+`module:function` path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from pydantic import Field
+
+from kerasflow.spec.base import SpecModel
+
+Kind = Literal["layer", "block"]
+
+
+class NodeSpec(SpecModel):
+    """Fields shared by every node of the model graph."""
+
+    input: str | list[str] | None = Field(
+        None, description="Name of the input feature or node this node reads (a list for merge layers)."
+    )
+    inputs: list[str] | None = Field(None, description="Alias of `input` for several inputs.")
+    name: str | None = Field(None, description="Node name (only inside `sequential:`; graph nodes are named by their key).")
+    trainable: bool = Field(True, description="False freezes this node's weights.")
+
+    def input_names(self) -> list[str]:
+        """Names of the graph nodes or features this node reads, in order."""
+        src = self.input if self.input is not None else self.inputs
+        if src is None:
+            return []
+        return [src] if isinstance(src, str) else list(src)
+
+    def references(self) -> list[tuple[str, str]]:
+        """(field, referenced name) pairs; subclasses with extra reference fields extend this."""
+        field = "input" if self.input is not None else "inputs"
+        names = self.input_names()
+        if isinstance(self.input, str):
+            return [(field, names[0])]
+        return [(f"{field}[{i}]", n) for i, n in enumerate(names)]
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments: every field except graph wiring and the type key."""
+        skip = {"input", "inputs", "name", "layer", "block"}
+        return {k: v for k, v in self.model_dump().items() if k not in skip}
+
+
+class LayerNode(NodeSpec):
+    layer: str = Field(description="Registered layer type.")
+
+
+class BlockNode(NodeSpec):
+    block: str = Field(description="Registered block type (expands to several layers).")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: Kind
+    params: type[NodeSpec]
+    target: str
+    doc: str
+
+    def resolve(self) -> Any:
+        """The Keras class (layers) or build function (blocks); imports Keras."""
+        if self.kind == "layer" and ":" not in self.target:
+            import keras
+
+            return getattr(keras.layers, self.target)
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+LAYERS: dict[str, Entry] = {}
+BLOCKS: dict[str, Entry] = {}
+
+
+def _register(table: dict[str, Entry], kind: Kind, base: type, name: str, target: str) -> Callable:
+    def decorate(cls: type[NodeSpec]) -> type[NodeSpec]:
+        if not issubclass(cls, base):
+            raise TypeError(f"{cls.__name__} must subclass {base.__name__} to be a {kind}")
+        if name in table:
+            raise ValueError(f"{kind} {name!r} is already registered by {table[name].params.__name__}")
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table[name] = Entry(name=name, kind=kind, params=cls, target=target, doc=doc)
+        return cls
+
+    return decorate
+
+
+def register_layer(name: str, target: str) -> Callable:
+    """Register a layer schema; `target` is a `keras.layers` class name or `module:callable`."""
+    return _register(LAYERS, "layer", LayerNode, name, target)
+
+
+def register_block(name: str, target: str) -> Callable:
+    """Register a block schema; `target` is `module:function(node, inputs, name) -> tensor`."""
+    return _register(BLOCKS, "block", BlockNode, name, target)
+
+
+def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
+    """Import the modules that register types (TF-free) and return the tables."""
+    importlib.import_module("kerasflow.model.layers")
+    importlib.import_module("kerasflow.model.blocks")
+    return LAYERS, BLOCKS

@@ -1,0 +1,183 @@
+"""Building blocks shared by every spec section: the strict base model and
+`Tunable[T]`, which accepts either a plain value or a `{tune: ...}` marker."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from kerasflow.spec.errors import did_you_mean
+
+
+class SpecModel(BaseModel):
+    """Frozen, strict base: unknown keys are errors, never dropped.
+
+    When validated with a `context` dict, unknown keys get a "did you mean"
+    suggestion recorded in `context["suggestions"][(id(raw_dict), key)]`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _suggest_unknown_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and isinstance(info.context, dict):
+            allowed = set(cls.model_fields)
+            allowed |= {f.alias for f in cls.model_fields.values() if f.alias}
+            sugg = info.context.setdefault("suggestions", {})
+            for key in data:
+                if key not in allowed:
+                    sugg[(id(data), key)] = (did_you_mean(key, allowed), sorted(allowed))
+        return data
+
+
+Sampling = Literal["linear", "log", "reverse_log"]
+
+
+class _TuneRange(SpecModel):
+    sampling: Sampling = Field("linear", description="How values are drawn between min and max.")
+
+    @model_validator(mode="after")
+    def _check_range(self):
+        lo, hi = self.min, self.max  # type: ignore[attr-defined]
+        if not lo < hi:
+            raise ValueError(f"expected min < max, received min={lo}, max={hi}")
+        if self.sampling != "linear" and lo <= 0:
+            raise ValueError(f"{self.sampling} sampling needs min > 0, received min={lo}")
+        step = getattr(self, "step", None)
+        if step is not None and step <= 0:
+            raise ValueError(f"expected step > 0, received step={step}")
+        default = getattr(self, "default", None)
+        if default is not None and not lo <= default <= hi:
+            raise ValueError(f"expected min <= default <= max, received default={default}")
+        return self
+
+
+class TuneInt(_TuneRange):
+    """An integer hyperparameter (KerasTuner `hp.Int`)."""
+
+    tune: Literal["int"]
+    min: int = Field(description="Smallest value (inclusive).")
+    max: int = Field(description="Largest value (inclusive).")
+    step: int | None = Field(None, description="Spacing between values.")
+    default: int | None = None
+
+
+class TuneFloat(_TuneRange):
+    """A float hyperparameter (KerasTuner `hp.Float`)."""
+
+    tune: Literal["float"]
+    min: float = Field(description="Smallest value (inclusive).")
+    max: float = Field(description="Largest value (inclusive).")
+    step: float | None = Field(None, description="Spacing between values.")
+    default: float | None = None
+
+    @model_validator(mode="after")
+    def _finite(self):
+        if not (math.isfinite(self.min) and math.isfinite(self.max)):
+            raise ValueError(f"expected finite min and max, received min={self.min}, max={self.max}")
+        return self
+
+
+class TuneChoice(SpecModel):
+    """One of a list of values (KerasTuner `hp.Choice`).
+
+    Values that are mappings are alternatives: markers inside an alternative
+    are only active when it is chosen."""
+
+    tune: Literal["choice"]
+    values: list[Any] = Field(min_length=1, description="The candidate values (non-empty).")
+    default: Any = None
+
+    @model_validator(mode="after")
+    def _check_values(self):
+        seen = []
+        for v in self.values:
+            if v in seen:
+                raise ValueError(f"expected distinct values, received {v!r} twice")
+            seen.append(v)
+        if self.default is not None and self.default not in self.values:
+            raise ValueError(f"expected default to be one of the values, received default={self.default!r}")
+        return self
+
+
+class TuneBool(SpecModel):
+    """A boolean hyperparameter (KerasTuner `hp.Boolean`)."""
+
+    tune: Literal["bool"]
+    default: bool | None = None
+
+
+TuneMarker = Annotated[Union[TuneInt, TuneFloat, TuneChoice, TuneBool], Field(discriminator="tune")]
+TUNE_KINDS = ("int", "float", "choice", "bool")
+
+# Union tags start with "~" so error paths can drop them (see spec.validate).
+TAG_PREFIX = "~"
+VALUE_TAG = TAG_PREFIX + "value"
+TUNE_TAG = TAG_PREFIX + "tune"
+
+
+def is_marker(value: Any) -> bool:
+    return isinstance(value, dict) and "tune" in value
+
+
+def _tune_tag(value: Any) -> str:
+    if is_marker(value) or isinstance(value, (TuneInt, TuneFloat, TuneChoice, TuneBool)):
+        return TUNE_TAG
+    return VALUE_TAG
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(tp: Any) -> TypeAdapter:
+    return TypeAdapter(tp)
+
+
+def _check_marker_against(tp: Any):
+    """Marker values (choices, min/max) must themselves be valid values of `tp`."""
+
+    def check(marker):
+        if isinstance(marker, TuneChoice):
+            candidates = [v for v in marker.values if not isinstance(v, dict)]
+        elif isinstance(marker, (TuneInt, TuneFloat)):
+            candidates = [marker.min, marker.max]
+        else:
+            candidates = [True]
+        for v in candidates:
+            try:
+                _adapter(tp).validate_python(v)
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"]
+                raise ValueError(f"tune marker value {v!r} is not valid here: {msg}") from None
+        return marker
+
+    return check
+
+
+class _TunableFactory:
+    """`Tunable[int]` accepts an int or a `{tune: ...}` marker whose values are ints."""
+
+    def __getitem__(self, tp: Any) -> Any:
+        return Annotated[
+            Union[
+                Annotated[tp, Tag(VALUE_TAG)],
+                Annotated[TuneMarker, AfterValidator(_check_marker_against(tp)), Tag(TUNE_TAG)],
+            ],
+            Discriminator(_tune_tag),
+        ]
+
+
+Tunable = _TunableFactory()

@@ -1,0 +1,144 @@
+"""Checks that span several fields: graph references and cycles, outputs vs
+targets, unique stage names, the tuning objective."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING
+
+from kerasflow.spec.errors import Problem, did_you_mean
+
+if TYPE_CHECKING:
+    from kerasflow.spec.schema import Locations, Spec
+
+
+def cross_check(spec: "Spec", locs: "Locations") -> list[Problem]:
+    from kerasflow.spec.schema import locate
+
+    problems: list[Problem] = []
+
+    def add(path: tuple, message: str, **kw) -> None:
+        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+        problems.append(Problem(path=dotted, message=message, location=locate(locs, path), **kw))
+
+    features = list(spec.data.features)
+    targets = [t.name for t in spec.data.targets()]
+    model = spec.model
+    inputs = model.inputs if model.inputs is not None else features
+    for i, name in enumerate(model.inputs or []):
+        if name not in features:
+            add(("model", "inputs", i), f"`{name}` is not a feature declared in data.features",
+                expected="one of: " + ", ".join(features), hint=did_you_mean(name, features))
+
+    graph = model.graph(default_input=inputs[0] if len(inputs) == 1 else None)
+    section = "nodes" if model.nodes is not None else "sequential"
+    keys = list(graph)
+
+    def node_path(name: str) -> tuple:
+        return ("model", "nodes", name) if section == "nodes" else ("model", "sequential", keys.index(name))
+
+    known = set(inputs) | set(graph)
+    for name, node in graph.items():
+        if name in inputs:
+            add(node_path(name), f"node name `{name}` is also an input feature; rename the node")
+        refs = node.references()
+        if not refs:
+            add(node_path(name), f"node `{name}` has no input", hint="add `input: <feature or node>`")
+        for field, ref in refs:
+            if ref not in known:
+                add(node_path(name) + (field.split("[")[0],), f"`{ref}` is neither an input nor a node",
+                    expected="one of: " + ", ".join(sorted(known - {name})),
+                    hint=did_you_mean(ref, sorted(known - {name})))
+
+    cycle = _find_cycle({n: [r for _, r in node.references() if r in graph] for n, node in graph.items()})
+    if cycle:
+        add(node_path(cycle[0]), "the graph has a cycle: " + " -> ".join(cycle + [cycle[0]]),
+            hint="a node cannot depend on itself, directly or through others")
+
+    outputs = model.outputs
+    if outputs is None:
+        if len(targets) > 1:
+            add(("model",), "missing required key `outputs`",
+                expected="a mapping target -> node for each target: " + ", ".join(targets))
+        elif not graph:
+            add(("model",), "the model has no nodes")
+    else:
+        mapping = {targets[0]: outputs} if isinstance(outputs, str) else outputs
+        if isinstance(outputs, str) and len(targets) > 1:
+            add(("model", "outputs"), "one output node for several targets",
+                expected="a mapping target -> node for each target: " + ", ".join(targets))
+        for tname, node_name in mapping.items():
+            opath = ("model", "outputs") if isinstance(outputs, str) else ("model", "outputs", tname)
+            if tname not in targets:
+                add(opath, f"`{tname}` is not a target declared in data.target",
+                    expected="one of: " + ", ".join(targets), hint=did_you_mean(tname, targets))
+            if node_name not in graph:
+                add(opath, f"output `{node_name}` is not a node", expected="one of: " + ", ".join(graph),
+                    hint=did_you_mean(node_name, list(graph)))
+        for tname in targets:
+            if not isinstance(outputs, str) and tname not in mapping:
+                add(("model", "outputs"), f"target `{tname}` has no output node",
+                    hint=f"add `{tname}: <node>` under model.outputs")
+
+    training = spec.training
+    for key, what in (("loss", training.loss), ("metrics", training.metrics), ("loss_weights", training.loss_weights)):
+        if isinstance(what, dict):
+            for tname in what:
+                if tname not in targets:
+                    add(("training", key, tname), f"`{tname}` is not a target",
+                        expected="one of: " + ", ".join(targets), hint=did_you_mean(tname, targets))
+
+    seen: dict[str, int] = {}
+    for i, stage in enumerate(training.stages):
+        if stage.name in seen:
+            add(("training", "stages", i, "name"), f"duplicate stage name `{stage.name}` (also stages[{seen[stage.name]}])")
+        seen.setdefault(stage.name, i)
+        for key in ("freeze", "unfreeze"):
+            for j, pattern in enumerate(getattr(stage, key)):
+                if not fnmatch.filter(list(graph), pattern):
+                    add(("training", "stages", i, key, j), f"`{pattern}` matches no node",
+                        expected="a glob over node names: " + ", ".join(graph))
+
+    if spec.tuning is not None:
+        metric = spec.tuning.objective_name()
+        produced = sorted(training.metric_names())
+        if metric not in produced:
+            path = ("tuning", "objective") if isinstance(spec.tuning.objective, str) else ("tuning", "objective", "name")
+            add(path, f"objective `{metric}` is not a metric training produces",
+                expected="one of: " + ", ".join(produced), hint=did_you_mean(metric, produced))
+        if spec.tuning.stage is not None and spec.tuning.stage not in seen:
+            add(("tuning", "stage"), f"`{spec.tuning.stage}` is not a training stage",
+                expected="one of: " + ", ".join(seen), hint=did_you_mean(spec.tuning.stage, list(seen)))
+
+    if spec.stages is not None:
+        for i, st in enumerate(spec.stages):
+            if st == "tune" and spec.tuning is None:
+                add(("stages", i), "stage `tune` needs a `tuning:` section")
+    return problems
+
+
+def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle in the dependency graph (node -> its inputs), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in edges.get(n, []):
+            if state.get(m) == 1:
+                return stack[stack.index(m):]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in edges:
+        if n not in state:
+            found = visit(n)
+            if found:
+                return list(reversed(found))
+    return None

@@ -1,0 +1,166 @@
+"""The typed, frozen `Spec` and `validate_spec`, which turns a resolved dict
+into a `Spec` or a `SpecError` listing every problem with its source location."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from kerasflow.spec.base import SpecModel
+from kerasflow.spec.data_schema import DataSpec
+from kerasflow.spec.errors import Location, Problem, SpecError, did_you_mean, join_path
+from kerasflow.spec.model_schema import BLOCK_TAG, LAYER_TAG, UNKNOWN_LAYER, ModelSpec
+from kerasflow.spec.sections import ExportSpec, TrackingSpec, TuningSpec
+from kerasflow.spec.training_schema import TrainingSpec
+
+FORMAT_VERSION = 1
+PIPELINE_STAGES = ("validate", "data", "tune", "train", "evaluate", "export", "register", "serve_check")
+
+
+class Spec(SpecModel):
+    """A kerasflow experiment: data, model, training, and optional tuning/tracking/export."""
+
+    kerasflow: Literal[1] = Field(description="Spec format version.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name (runs/<name>/...).")
+    description: str = ""
+    seed: int = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
+    vars: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} interpolation.")
+    data: DataSpec
+    model: ModelSpec
+    training: TrainingSpec
+    tuning: TuningSpec | None = None
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    stages: list[Literal[PIPELINE_STAGES]] | None = Field(None, description="Pipeline stages run by `kerasflow run`.")
+
+
+Locations = dict[tuple, Location]
+
+
+def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:
+    """Validate a resolved spec dict; raise one `SpecError` with every problem."""
+    locs = locs or {}
+    context: dict[str, Any] = {}
+    try:
+        spec = Spec.model_validate(raw, context=context)
+    except ValidationError as exc:
+        problems = [_translate(err, raw, locs, context) for err in exc.errors()]
+        raise SpecError(_dedupe(problems)) from None
+    from kerasflow.spec.checks import cross_check  # after structure is known good
+
+    problems = cross_check(spec, locs)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def locate(locs: Locations, path: tuple) -> Location | None:
+    """The location of `path`, or of its nearest ancestor that has one."""
+    path = tuple(path)
+    while path:
+        if path in locs:
+            return locs[path]
+        path = path[:-1]
+    return locs.get(())
+
+
+def _walk(raw: Any, loc: tuple, missing: bool = False) -> tuple[tuple, Any, Any]:
+    """Follow a pydantic error loc through the input, dropping union tags and
+    union member names (parts that are not keys of the data).
+
+    Returns (data path, parent object, value)."""
+    path: list = []
+    parent, cur = None, raw
+    for i, part in enumerate(loc):
+        if isinstance(cur, dict) and part in cur:
+            parent, cur = cur, cur[part]
+            path.append(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            parent, cur = cur, cur[part]
+            path.append(part)
+        elif missing and i == len(loc) - 1 and isinstance(cur, dict):
+            path.append(part)  # the missing key itself: name it, there is no value
+            parent, cur = cur, None
+    return tuple(path), parent, cur
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _translate(err: dict, raw: Any, locs: Locations, context: dict) -> Problem:
+    etype = err["type"]
+    path, parent, value = _walk(raw, err["loc"], missing=etype == "missing")
+    location = locate(locs, path)
+    dotted = join_path(path)
+    if etype == "extra_forbidden":
+        key = path[-1] if path else "?"
+        hint, allowed = context.get("suggestions", {}).get((id(parent), key), (None, []))
+        return Problem(
+            path=dotted, message=f"unknown key `{key}`", location=locs.get(path, location),
+            expected="one of: " + ", ".join(allowed) if allowed else None, hint=hint,
+        )
+    if etype == "missing":
+        return Problem(path=dotted, message=f"missing required key `{path[-1] if path else ''}`", location=location)
+    if etype == UNKNOWN_LAYER:
+        return _unknown_node(dotted, value, location, locs.get(path + ("layer",)) or locs.get(path + ("block",)))
+    if etype == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",") if t.strip()]
+        field = str(ctx.get("discriminator", "type")).strip("'")
+        tag = ctx.get("tag")
+        field_loc = locs.get(path + (field,), location)
+        return Problem(
+            path=join_path(path + (field,)), message=f"unknown {field} `{tag}`", location=field_loc,
+            expected="one of: " + ", ".join(tags), received=_short(tag), hint=did_you_mean(str(tag), tags),
+        )
+    if etype == "union_tag_not_found":
+        field = str(err.get("ctx", {}).get("discriminator", "type")).strip("'")
+        return Problem(path=dotted, message=f"missing required key `{field}`", location=location)
+    msg = err["msg"]
+    if msg.startswith("Value error, "):  # our validators word the whole message
+        return Problem(path=dotted, message=msg[len("Value error, "):], location=location)
+    expected = msg[len("Input should be "):] if msg.startswith("Input should be ") else msg
+    hint = None
+    if etype == "literal_error":
+        hint = did_you_mean(str(value), re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", "")))
+    return Problem(path=dotted, message="invalid value", expected=expected, received=_short(value),
+                   location=location, hint=hint)
+
+
+def _unknown_node(dotted: str, value: Any, location: Location | None, kind_location: Location | None) -> Problem:
+    from kerasflow.model.registry import BLOCKS, LAYERS
+
+    if not isinstance(value, dict):
+        return Problem(path=dotted, message="expected a node mapping with a `layer` or `block` key",
+                       received=_short(value), location=location)
+    if "layer" in value:
+        kind, names = "layer", sorted(LAYERS)
+    elif "block" in value:
+        kind, names = "block", sorted(BLOCKS)
+    else:
+        return Problem(path=dotted, message="node needs a `layer:` or `block:` key", received=_short(value),
+                       location=location)
+    name = value[kind]
+    other = BLOCKS if kind == "layer" else LAYERS
+    hint = did_you_mean(str(name), names)
+    if str(name) in other:
+        hint = f"`{name}` is a {'block' if kind == 'layer' else 'layer'}: write `{'block' if kind == 'layer' else 'layer'}: {name}`"
+    return Problem(path=f"{dotted}.{kind}", message=f"unknown {kind} `{name}`", location=kind_location or location,
+                   expected=f"a registered {kind} (`kerasflow schema` lists them)", received=_short(name), hint=hint)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        key = (p.path, p.message, p.expected)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+__all__ = ["Spec", "validate_spec", "locate", "FORMAT_VERSION", "PIPELINE_STAGES", "LAYER_TAG", "BLOCK_TAG"]

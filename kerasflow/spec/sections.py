@@ -1,0 +1,56 @@
+"""The smaller sections: `tuning`, `tracking`, `export`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveInt
+
+from kerasflow.spec.base import SpecModel
+
+
+class Objective(SpecModel):
+    name: str = Field(description="A metric training logs, e.g. val_accuracy.")
+    direction: Literal["min", "max"]
+
+
+class TuningSpec(SpecModel):
+    """KerasTuner search over the `{tune: ...}` markers of the spec."""
+
+    tuner: Literal["random", "bayesian", "hyperband", "grid"] = "random"
+    objective: str | Objective = Field("val_loss", description="Metric name (direction inferred) or {name, direction}.")
+    max_trials: PositiveInt = 10
+    executions_per_trial: PositiveInt = 1
+    max_consecutive_failed_trials: PositiveInt = 3
+    max_epochs: PositiveInt | None = Field(None, description="hyperband: most epochs a trial trains.")
+    factor: int = Field(3, ge=2, description="hyperband: reduction factor.")
+    stage: str | None = Field(None, description="Training stage used for trials (default: the first).")
+    seed: int | None = None
+
+    def objective_name(self) -> str:
+        return self.objective if isinstance(self.objective, str) else self.objective.name
+
+
+class TrackingSpec(SpecModel):
+    """MLflow tracking; defaults to sqlite:///mlflow.db in the working directory."""
+
+    enabled: bool = True
+    uri: str | None = Field(None, description="Tracking URI (env MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+    experiment: str | None = Field(None, description="Experiment name (default: the spec name).")
+    run_name: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    register_as: str | None = Field(None, description="Register the model under this name.")
+    alias: str = Field("champion", description="Alias moved to a better registered version.")
+    required: bool = Field(True, description="false: an unreachable server only warns and the run goes on untracked.")
+    log_model: bool = True
+
+
+class ExportSpec(SpecModel):
+    """SavedModel export in TF Serving's layout."""
+
+    base_path: str | None = Field(None, description="Directory holding numbered versions (default: models/<name>).")
+    model_name: str | None = Field(None, description="Name served by TF Serving (default: the spec name).")
+    version: PositiveInt | None = Field(None, description="Version number (default: next integer).")
+    keep: PositiveInt | None = Field(None, description="Keep only the newest N versions.")
+    warmup_requests: int = Field(8, ge=0, le=1000)
+    atol: NonNegativeFloat = Field(1e-5, description="Parity tolerance between Keras and the SavedModel.")
