@@ -130,3 +130,10 @@ def test_hash_ignores_key_order_but_not_values(tmp_path):
     b = load_spec(write(tmp_path / "b.yaml", yaml.safe_dump(reordered, sort_keys=False)))
     assert a.hash == b.hash
     assert load_spec(tmp_path / "a.yaml", ["seed=7"]).hash != a.hash
+
+
+def test_exponent_floats_are_numbers_like_yaml_1_2(tmp_path):
+    text = BASE_YAML.replace("learning_rate: 0.001", "learning_rate: {tune: float, min: 1e-4, max: 1E-2, sampling: log}")
+    loaded = load_spec(write(tmp_path / "s.yaml", text), ["training.stages.0.optimizer.clipnorm=1e0"])
+    opt = loaded.spec.training.stages[0].optimizer
+    assert opt.learning_rate.min == pytest.approx(1e-4) and opt.clipnorm == 1.0

@@ -55,10 +55,28 @@ def spec_hash(raw: dict) -> str:
 # ---------------------------------------------------------------- YAML -> python
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 floats such as `1e-4` as numbers
+    (YAML 1.1 needs a dot: `1.0e-4`), as users of learning rates expect."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml_value(text: str) -> Any:
+    """Parse a YAML value (e.g. from `--set`) with the same rules as spec files."""
+    return yaml.load(text, Loader=_SpecLoader)
+
+
 def parse_yaml(text: str, filename: str = "<string>") -> tuple[dict, Locations]:
     """Parse one YAML document into plain python with a location per path."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _SpecLoader(text)
         try:
             node = loader.get_single_node()
         finally:
@@ -254,7 +272,7 @@ def apply_overrides(data: dict, overrides: Iterable[str], locs: Locations) -> di
                                     received=item, location=where))
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = load_yaml_value(text) if text.strip() else ""
         except yaml.YAMLError as exc:
             problems.append(Problem(path=key, message="the --set value is not valid YAML", received=text,
                                     hint=str(exc).splitlines()[0], location=where))
