@@ -104,8 +104,11 @@ def register_block(name: str, target: str) -> Callable:
     return _register(BLOCKS, "block", BlockNode, name, target)
 
 
+SCHEMA_MODULES = ("kerasflow.model.layers", "kerasflow.model.preprocessing_layers", "kerasflow.model.blocks")
+
+
 def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
     """Import the modules that register types (TF-free) and return the tables."""
-    importlib.import_module("kerasflow.model.layers")
-    importlib.import_module("kerasflow.model.blocks")
+    for module in SCHEMA_MODULES:
+        importlib.import_module(module)
     return LAYERS, BLOCKS

@@ -1,0 +1,157 @@
+"""Blocks: each builds from YAML, runs, and reloads from a `.keras` file with
+identical outputs; the custom layer round-trips its config; causal attention
+never looks ahead; `trainable: false` freezes a whole block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kerasflow.model.registry import load_all
+from kerasflow.spec.errors import SpecError
+from kerasflow.spec.loader import load_spec, load_spec_dict
+from test_builder import output_shapes, random_batch, write_spec
+
+keras = pytest.importorskip("keras")
+
+# name -> variants of (features read, the node's fields, per-example output shape)
+BLOCK_CASES = {
+    "mlp": [(["vec"], "input: vec, units: [8, 4], dropout: 0.1, batch_norm: true, kernel_regularizer: {l2: 0.001}", (4,))],
+    "conv_stack": [
+        (["img"], "input: img, filters: [4, 8], batch_norm: true, dropout: 0.1", (2, 2, 8)),
+        (["seq"], "input: seq, filters: [4], kernel_size: 2, pool: average, convs_per_level: 2", (4, 4)),
+    ],
+    "rnn_stack": [
+        (["seq"], "input: seq, cell: gru, units: [4, 3], bidirectional: true", (6,)),
+        (["seq"], "input: seq, cell: lstm, units: [3], return_sequences: true", (8, 3)),
+    ],
+    "positional_embedding": [
+        (["seq"], "input: seq, mode: learned", (8, 4)),
+        (["seq"], "input: seq, mode: sinusoidal", (8, 4)),
+    ],
+    "token_and_position_embedding": [
+        (["tok"], "input: tok, vocab_size: 20, embed_dim: 6, mask_zero: true, mode: sinusoidal", (6, 6)),
+        (["tok"], "input: tok, vocab_size: 20, embed_dim: 6, max_length: 10", (6, 6)),
+    ],
+    "transformer_encoder": [
+        (["seq"], "input: seq, num_heads: 2, ff_dim: 8, num_layers: 2, norm: pre, causal: true", (8, 4)),
+    ],
+    "transformer_decoder": [
+        (["seq", "ctx"], "input: [seq, ctx], num_heads: 2, key_dim: 3, ff_dim: 8", (8, 4)),
+    ],
+    "residual": [
+        (["vec"], "input: vec, layers: [{layer: dense, units: 8, activation: relu}, {block: mlp, units: [5]}], "
+                  "norm: layer, activation: relu", (5,)),
+        (["img"], "input: img, layers: [{layer: conv2d, name: conv, filters: 3, kernel_size: 3, padding: same}], "
+                  "norm: batch", (8, 8, 3)),
+    ],
+}
+VARIANTS = [(name, i) for name in sorted(load_all()[1]) for i in range(len(BLOCK_CASES.get(name, [None])))]
+
+
+@pytest.mark.parametrize("name, variant", VARIANTS)
+def test_every_block_builds_runs_and_reloads_identically(tmp_path, name, variant):
+    from kerasflow.model.builder import build_model, node_layers
+
+    assert name in BLOCK_CASES, f"block `{name}` is registered but has no case in BLOCK_CASES"
+    features, fields, shape = BLOCK_CASES[name][variant]
+    model_yaml = f"model:\n  inputs: {features}\n  nodes:\n    b: {{block: {name}, {fields}}}\n"
+    model = build_model(load_spec(write_spec(tmp_path, model_yaml, features)))
+    assert output_shapes(model) == {"y": (None, *shape)}
+    assert node_layers(model, "b"), "a block's layers are named after its node"
+
+    batch = random_batch(model, n=3)
+    before = np.asarray(model(batch, training=False)["y"])
+    model.save(tmp_path / "block.keras")
+    reloaded = keras.models.load_model(tmp_path / "block.keras")
+    np.testing.assert_array_equal(np.asarray(reloaded(batch, training=False)["y"]), before)
+
+
+def test_positional_embedding_config_round_trips_and_sinusoids_are_the_standard_ones():
+    from kerasflow.model.embeddings import PositionalEmbedding
+
+    layer = PositionalEmbedding("sinusoidal", max_length=16, name="pos")
+    clone = PositionalEmbedding.from_config(layer.get_config())
+    assert (clone.mode, clone.max_length, clone.name) == ("sinusoidal", 16, "pos")
+    assert keras.saving.get_registered_name(PositionalEmbedding) == "kerasflow>PositionalEmbedding"
+
+    zeros = np.zeros((1, 5, 4), dtype="float32")
+    encoding = np.asarray(layer(zeros))[0]
+    position, index = np.arange(5)[:, None], np.arange(4)[None, :]
+    angle = position / np.power(10000.0, (2 * (index // 2)) / 4)
+    np.testing.assert_allclose(encoding, np.where(index % 2 == 0, np.sin(angle), np.cos(angle)), atol=1e-6)
+
+    with pytest.raises(ValueError, match="expected one of .*Received: mode='fixed'"):
+        PositionalEmbedding("fixed")
+
+
+@pytest.mark.parametrize("block, extra_feature", [("transformer_encoder", None), ("transformer_decoder", "ctx")])
+def test_causal_attention_never_looks_ahead(tmp_path, block, extra_feature):
+    from kerasflow.model.builder import build_model
+
+    features = ["tok"] + ([extra_feature] if extra_feature else [])
+    source = "[e, ctx]" if extra_feature else "e"
+    model_yaml = (f"model:\n  inputs: {features}\n  nodes:\n"
+                  "    e: {block: token_and_position_embedding, input: tok, vocab_size: 20, embed_dim: 4}\n"
+                  f"    t: {{block: {block}, input: {source}, num_heads: 2, ff_dim: 8, causal: true, dropout: 0}}\n")
+    model = build_model(load_spec(write_spec(tmp_path, model_yaml, features)))
+    batch = random_batch(model, n=2)
+    changed = {k: v.copy() for k, v in batch.items()}
+    changed["tok"][:, 4] = (changed["tok"][:, 4] + 1) % 5
+    a, b = np.asarray(model(batch)["y"]), np.asarray(model(changed)["y"])
+    np.testing.assert_allclose(a[:, :4], b[:, :4], atol=1e-5)  # earlier steps ignore step 4
+    assert not np.allclose(a[:, 4], b[:, 4])
+
+
+def test_untrainable_block_freezes_all_its_layers(tmp_path):
+    from kerasflow.model.builder import build_model, node_layers
+
+    model_yaml = ("model:\n  nodes:\n    body: {block: residual, input: vec, trainable: false, layers: "
+                  "[{block: mlp, units: [4, 4], batch_norm: true}]}\n    head: {layer: dense, input: body, units: 1}\n")
+    model = build_model(load_spec(write_spec(tmp_path, model_yaml, ["vec"])))
+    frozen = node_layers(model, "body")
+    assert {layer.name for layer in frozen} >= {"body.0_mlp.dense_0", "body.projection", "body.add"}
+    assert not any(layer.trainable_weights for layer in frozen)
+    assert [w.path for w in model.trainable_weights] == ["head/kernel", "head/bias"]
+
+
+def test_block_depth_can_be_a_tune_choice(tmp_path):
+    from kerasflow.model.builder import build_model
+    from kerasflow.spec import search_space
+
+    model_yaml = "model:\n  nodes:\n    b: {block: mlp, input: vec, units: {tune: choice, values: [[8], [16, 8]]}}\n"
+    loaded = load_spec(write_spec(tmp_path, model_yaml, ["vec"]))
+    with pytest.raises(SpecError, match=r"model\.nodes\.b\.units: unresolved `tune:` marker"):
+        build_model(loaded)
+    model = build_model(load_spec_dict(search_space.substitute(loaded.raw, {})).spec)  # what `train` does
+    assert [layer.name for layer in model.layers[1:]] == ["b.dense_0"]
+
+
+@pytest.mark.parametrize("model_yaml, match", [
+    ("    b: {block: transformer_decoder, input: vec, num_heads: 2, ff_dim: 4}\n",
+     r"model\.nodes\.b: transformer_decoder takes 2 inputs, received 1"),
+    ("    b: {block: residual, input: vec, layers: [{layer: dense, units: 2, input: vec}]}\n",
+     r"model\.nodes\.b: layers\[0\] reads the previous layer of the chain"),
+    ("    b: {block: residual, input: vec, layers: [{layer: dens, units: 2}]}\n",
+     r"model\.nodes\.b\.layers\[0\]\.layer: unknown layer `dens`\n(.*\n)*\s+hint: did you mean `dense`"),
+    ("    b: {block: mlp, input: vec, units: []}\n", r"model\.nodes\.b\.units: invalid value"),
+    ("    b: {block: rnn_stack, input: vec, cell: rnn, units: [2]}\n", r"model\.nodes\.b\.cell: invalid value"),
+])
+def test_invalid_blocks_are_spec_errors_at_validation(tmp_path, model_yaml, match):
+    with pytest.raises(SpecError, match=match):
+        load_spec(write_spec(tmp_path, "model:\n  nodes:\n" + model_yaml, ["vec"]))
+
+
+@pytest.mark.parametrize("model_yaml, match", [
+    ("    b: {block: transformer_encoder, input: vec, num_heads: 2, ff_dim: 4}\n",
+     r"model\.nodes\.b: transformer_encoder: expected the input as \(batch, steps, features\).*got \(None, 6\)"),
+    ("    r: {layer: reshape, input: vec, target_shape: [2, 3, 1]}\n"
+     "    b: {block: residual, input: r, layers: [{layer: max_pooling2d, pool_size: [2, 1]}]}\n",
+     r"model\.nodes\.b: residual: the chain maps shape \(None, 2, 3, 1\) to \(None, 1, 3, 1\)"),
+    ("    b: {block: positional_embedding, input: vec}\n", r"model\.nodes\.b: positional_embedding: .*\(batch, steps, features\)"),
+])
+def test_block_shape_errors_name_the_node(tmp_path, model_yaml, match):
+    from kerasflow.model.builder import build_model
+
+    with pytest.raises(SpecError, match=match):
+        build_model(load_spec(write_spec(tmp_path, "model:\n  nodes:\n" + model_yaml, ["vec"])))
