@@ -48,6 +48,20 @@ def json_schema() -> dict:
     return schema
 
 
+def plan(path: str | os.PathLike, overrides: Sequence[str] = (), plot: str | None = None) -> str:
+    """Build the model without data and describe it (summary, shapes, memory, step time)."""
+    from kerasflow.model.plan import plan_model
+
+    return plan_model(load_spec(path, overrides), plot)
+
+
+def reference() -> str:
+    """Markdown reference of every spec key, layer and block."""
+    from kerasflow.spec.reference import render_reference
+
+    return render_reference()
+
+
 def init(name: str, template: str = "mlp", directory: str | os.PathLike = ".") -> Path:
     """Write a starter spec `<directory>/<name>.yaml` from a template; never overwrites."""
     from importlib import resources

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -78,18 +79,19 @@ def render(file, overrides) -> None:
 
 @cli.command()
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--reference", is_flag=True, help="Markdown reference (docs/spec-reference.md) instead of JSON Schema.")
 @_reports_errors
-def schema(out) -> None:
+def schema(out, reference) -> None:
     """JSON Schema of the spec (for yaml-language-server autocompletion)."""
     from kerasflow import api
 
-    text = json.dumps(api.json_schema(), indent=2)
+    text = api.reference() if reference else json.dumps(api.json_schema(), indent=2) + "\n"
     if out:
         with open(out, "w") as fh:
-            fh.write(text + "\n")
+            fh.write(text)
         click.echo(f"wrote {out}")
     else:
-        click.echo(text)
+        click.echo(text, nl=False)
 
 
 @cli.command()
@@ -105,7 +107,22 @@ def init(name, template, directory) -> None:
     click.echo(f"wrote {path}; next: kerasflow validate {path}")
 
 
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@set_option
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the graph to this PNG (needs pydot + graphviz).")
+@_reports_errors
+def plan(file, overrides, plot) -> None:
+    """Build the model without data: Keras summary, shapes, memory, one-step timing."""
+    from kerasflow import api
+
+    click.echo(api.plan(file, overrides, plot))
+
+
 def main() -> None:
+    # TensorFlow's C++ INFO/WARNING lines (oneDNN, CUDA probing) drown the
+    # output users care about; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cli(prog_name="kerasflow")
 
 
