@@ -1,0 +1,227 @@
+"""Loaded SavedModel versions of one model, kept in step with its base path.
+
+This is the embedded server's counterpart of TF Serving's ServerCore: it
+polls `BASE/` for numeric version directories, loads each version once
+(replaying its warmup records, as TF Serving does), serves the newest
+`num_versions` of them, and answers status/metadata in TF Serving's protos.
+Errors carry TF Serving's status codes and messages; the REST and gRPC
+front ends translate them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from kerasflow.export.saved_model import list_versions
+
+log = logging.getLogger("kerasflow.serve")
+
+DEFAULT_SIGNATURE = "serving_default"
+_INIT_OP = "__saved_model_init_op"
+
+
+class ServingError(Exception):
+    """A request failure with a TF Serving status code ("INVALID_ARGUMENT", "NOT_FOUND", ...)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Servable:
+    """One loaded version: its signatures (protos, for metadata) and callables."""
+
+    def __init__(self, version: int, path: Path):
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        self.version = version
+        self.path = path
+        proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        self.signature_defs = proto.meta_graphs[0].signature_def
+        self._loaded = tf.saved_model.load(str(path))
+        self._fns = {k: self._loaded.signatures[k] for k in self.signature_defs if k != _INIT_OP}
+
+    def signature_def(self, name: str | None):
+        name = name or DEFAULT_SIGNATURE
+        if name not in self._fns:
+            raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
+        return self.signature_defs[name]
+
+    def predict(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on named numpy inputs, with TF Serving's input checks."""
+        import tensorflow as tf
+
+        name = signature_name or DEFAULT_SIGNATURE
+        infos = self.signature_def(name).inputs
+        extra = sorted(set(inputs) - set(infos))
+        if extra:
+            raise ServingError("INVALID_ARGUMENT", f"input tensor alias not found in signature: {extra[0]}. "
+                                                   f"Inputs expected to be in the set {{{','.join(sorted(infos))}}}.")
+        missing = sorted(set(infos) - set(inputs))
+        if missing:
+            raise ServingError("INVALID_ARGUMENT", f"input size does not match signature: {len(inputs)}!={len(infos)} "
+                                                   f"Missing but required: {{{','.join(missing)}}}.")
+        tensors = {}
+        for key, info in infos.items():
+            dtype = tf.as_dtype(info.dtype)
+            array = inputs[key]
+            _check_shape(key, array, info.tensor_shape)
+            if array.dtype != dtype.as_numpy_dtype and not (dtype == tf.string and array.dtype.kind in "OSU"):
+                raise ServingError("INVALID_ARGUMENT", f"input '{key}' expects {dtype.name} "
+                                                       f"but {array.dtype} is provided")
+            tensors[key] = tf.constant(array, dtype=dtype)
+        try:
+            outputs = self._fns[name](**tensors)
+        except tf.errors.InvalidArgumentError as err:
+            raise ServingError("INVALID_ARGUMENT", err.message) from err
+        except tf.errors.OpError as err:
+            raise ServingError("INTERNAL", err.message) from err
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    def warm_up(self) -> int:
+        """Replay assets.extra/tf_serving_warmup_requests; a failing record fails the load."""
+        import tensorflow as tf
+
+        from kerasflow.export.warmup import WARMUP_FILE, read_warmup_requests
+
+        logs = read_warmup_requests(self.path / "assets.extra" / WARMUP_FILE)
+        for record in logs:
+            request = record.predict_log.request
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            self.predict(request.model_spec.signature_name, inputs)
+        return len(logs)
+
+
+def _check_shape(key: str, array: np.ndarray, shape_proto) -> None:
+    if shape_proto.unknown_rank:
+        return
+    want = [d.size for d in shape_proto.dim]
+    if array.ndim != len(want) or any(w >= 0 and w != h for w, h in zip(want, array.shape)):
+        raise ServingError("INVALID_ARGUMENT", f"input '{key}' expects shape [{','.join(map(str, want))}] "
+                                               f"but got [{','.join(map(str, array.shape))}]")
+
+
+class ModelRepository:
+    """The versions of `model_name` under `base_path` that are loaded, loading or gone.
+
+    Args:
+        base_path: TF Serving base path (numeric version subdirectories).
+        model_name: the only model name this repository answers to.
+        num_versions: serve the newest N versions (TF Serving's `latest`
+            policy, default 1); None serves every version on disk.
+        version_labels: label -> version, like TF Serving's `version_labels`.
+    """
+
+    def __init__(self, base_path, model_name: str, *, num_versions: int | None = 1,
+                 version_labels: Mapping[str, int] | None = None):
+        self.base_path = Path(base_path)
+        self.model_name = model_name
+        self.num_versions = num_versions
+        self.version_labels = dict(version_labels or {})
+        self._servables: dict[int, Servable] = {}  # replaced, never mutated: lock-free reads
+        self._states: dict[int, tuple[str, str]] = {}  # version -> (state, error message)
+        self._lock = threading.Lock()
+
+    def poll(self) -> list[int]:
+        """Load new versions, drop ones outside the policy; returns the versions loaded now."""
+        with self._lock:
+            on_disk = list_versions(self.base_path)
+            wanted = on_disk[-self.num_versions:] if self.num_versions else on_disk
+            loaded, current = [], dict(self._servables)
+            for version in wanted:
+                if version in current or self._states.get(version, ("", ""))[1]:
+                    continue  # loaded versions stay loaded; a failed load is not retried
+                self._states[version] = ("LOADING", "")
+                try:
+                    servable = Servable(version, self.base_path / str(version))
+                    warmed = servable.warm_up()
+                except Exception as err:  # any load failure marks the version, the server keeps going
+                    log.error("loading %s version %d failed: %s", self.model_name, version, err)
+                    self._states[version] = ("END", f"Failed to load: {err}")
+                    continue
+                current[version] = servable
+                self._servables = dict(current)  # requests see it before status says AVAILABLE
+                self._states[version] = ("AVAILABLE", "")
+                loaded.append(version)
+                log.info("loaded %s version %d (%d warmup records)", self.model_name, version, warmed)
+            gone = [v for v in current if v not in set(wanted)]
+            for version in gone:
+                del current[version]
+            self._servables = current
+            for version in gone:
+                self._states[version] = ("END", "")
+                log.info("unloaded %s version %d", self.model_name, version)
+            return loaded
+
+    def ready(self) -> bool:
+        return bool(self._servables)
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        """The servable a request asks for (latest when neither version nor label is given)."""
+        if label is not None:
+            version = self._version_for_label(label)
+        servables = self._servables
+        if name != self.model_name:
+            raise ServingError("NOT_FOUND", f"Servable not found for request: {_request_text(name, version)}")
+        if version is None:
+            if servables:
+                return servables[max(servables)]
+        elif version in servables:
+            return servables[version]
+        loading = [v for v, (state, _) in dict(self._states).items() if state == "LOADING"]
+        if loading and (version is None or version in loading):
+            raise ServingError("UNAVAILABLE", f"Model {name} is not ready: version {max(loading)} is still loading")
+        raise ServingError("NOT_FOUND", f"Servable not found for request: {_request_text(name, version)}")
+
+    def _version_for_label(self, label: str) -> int:
+        if label not in self.version_labels:
+            raise ServingError("INVALID_ARGUMENT", f"Unrecognized servable version label: {label}")
+        return self.version_labels[label]
+
+    def status_response(self, name: str, version: int | None = None, label: str | None = None):
+        """GetModelStatusResponse for the model (all known versions, newest first)."""
+        from tensorflow_serving.apis import get_model_status_pb2, status_pb2
+
+        if label is not None:
+            version = self._version_for_label(label)
+        states = dict(self._states) if name == self.model_name else {}
+        if version is not None:
+            states = {v: s for v, s in states.items() if v == version}
+            if not states:
+                raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+        if not states:
+            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number in sorted(states, reverse=True):
+            state, error = states[number]
+            response.model_version_status.add(
+                version=number,
+                state=get_model_status_pb2.ModelVersionStatus.State.Value(state),
+                status=status_pb2.StatusProto(error_code=2 if error else 0, error_message=error),  # UNKNOWN / OK
+            )
+        return response
+
+    def metadata_response(self, name: str, version: int | None = None, label: str | None = None):
+        """GetModelMetadataResponse with the `signature_def` metadata field."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        servable = self.resolve(name, version, label)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(sig)
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+
+def _request_text(name: str, version: int | None) -> str:
+    return f"Latest({name})" if version is None else f"Specific({name}, {version})"

@@ -1,0 +1,76 @@
+"""Launch the real `tensorflow_model_server` when it is installed.
+
+The binary has no pip package (it ships in the `tensorflow/serving` Docker
+image and an apt repository), so `kerasflow serve` uses it only when it is on
+PATH and otherwise falls back to the embedded server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+log = logging.getLogger("kerasflow.serve")
+
+BINARY = "tensorflow_model_server"
+
+
+def find_model_server() -> str | None:
+    """Path of `tensorflow_model_server` on PATH, or None."""
+    return shutil.which(BINARY)
+
+
+def model_server_command(
+    base_path: str | os.PathLike,
+    model_name: str,
+    rest_port: int = 8501,
+    grpc_port: int = 8500,
+    *,
+    executable: str = BINARY,
+    poll_seconds: float = 2.0,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The command line `launch_model_server` runs."""
+    return [
+        executable,
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={model_name}",
+        f"--model_base_path={Path(base_path).resolve()}",
+        # the flag is an integer; 0 would mean "poll once"
+        f"--file_system_poll_wait_seconds={max(1, math.ceil(poll_seconds))}",
+        *extra_args,
+    ]
+
+
+def launch_model_server(
+    base_path: str | os.PathLike,
+    model_name: str,
+    rest_port: int = 8501,
+    grpc_port: int = 8500,
+    host: str = "127.0.0.1",
+    *,
+    poll_seconds: float = 2.0,
+    executable: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> subprocess.Popen:
+    """Start `tensorflow_model_server` on `base_path`; the caller owns (and stops) the process.
+
+    TF Serving has no bind-address flag: it listens on all interfaces whatever
+    `host` says, so a non-wildcard `host` only produces a warning.
+    """
+    binary = executable or find_model_server()
+    if binary is None:
+        raise FileNotFoundError(f"{BINARY} is not on PATH")
+    if host not in ("0.0.0.0", "::", ""):
+        log.warning("%s listens on all interfaces; host=%s cannot be enforced (use a firewall or "
+                    "`docker run -p %s:%d:8501`)", BINARY, host, host, rest_port)
+    cmd = model_server_command(base_path, model_name, rest_port, grpc_port, executable=binary,
+                               poll_seconds=poll_seconds, extra_args=extra_args)
+    log.info("starting %s", " ".join(cmd))
+    return subprocess.Popen(cmd)
