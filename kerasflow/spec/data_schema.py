@@ -144,9 +144,13 @@ class CategoryFeature(SpecModel):
 
     type: Literal["category"]
     dtype: Literal["string", "int64"] = Field("string", description="Raw value type (StringLookup or IntegerLookup).")
-    vocabulary: list[str | int] | None = Field(None, description="Fixed vocabulary (learned from the training split if omitted).")
+    vocabulary: list[str | int] | None = Field(
+        None, description="Fixed vocabulary (learned from the training split if omitted)."
+    )
     max_tokens: PositiveInt | None = Field(None, description="Keep the most frequent values only (including OOV slots).")
-    num_oov_indices: int = Field(1, ge=0, description="Slots for values outside the vocabulary (0: unknown values are errors).")
+    num_oov_indices: int = Field(
+        1, ge=0, description="Slots for values outside the vocabulary (0: unknown values are errors)."
+    )
     output: Literal["one_hot", "embedding", "index"] = Field("one_hot", description="What the model sees.")
     embedding_dim: Tunable[PositiveInt] = Field(8, description="Embedding width when output is embedding.")
     column: str | None = Field(None, description="Source column; defaults to the feature name.")
@@ -196,7 +200,9 @@ class SequenceFeature(SpecModel):
     type: Literal["sequence", "timeseries"]
     input_width: PositiveInt | None = Field(None, description="timeseries: window length fed to the model.")
     label_width: PositiveInt = Field(1, description="timeseries: steps predicted (target window length).")
-    shift: PositiveInt = Field(1, description="timeseries: steps from the end of the input window to the end of the label window.")
+    shift: PositiveInt = Field(
+        1, description="timeseries: steps from the end of the input window to the end of the label window."
+    )
     stride: PositiveInt = Field(1, description="timeseries: steps between consecutive windows.")
     length: PositiveInt | None = Field(None, description="sequence: tokens per example.")
     vocab_size: PositiveInt | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
@@ -228,7 +234,7 @@ class Target(SpecModel):
     num_classes: PositiveInt | None = Field(None, description="Number of classes (inferred if omitted).")
     class_names: list[str] | None = Field(None, description="Class names in index order (inferred if omitted); "
                                           "binary: [negative, positive].")
-    shape: list[PositiveInt] | None = Field(None, description="numeric: per-example shape (default [1]).")
+    shape: list[PositiveInt] | None = Field(None, description="numeric: per-example shape (default: [number of columns]).")
     column: str | list[str] | None = Field(None, description="Source column(s); defaults to the target name.")
 
     @model_validator(mode="after")
@@ -261,16 +267,32 @@ class Split(SpecModel):
 class DataSpec(SpecModel):
     """Where the examples come from and how they reach the model."""
 
-    source: Source
+    source: Source = Field(description="Where the examples come from (discriminated by `type`).")
     features: dict[str, Feature] = Field(min_length=1, description="Model inputs by name.")
     target: Target | list[Target] = Field(description="One target, or a list for multi-output models.")
-    split: Split = Field(default_factory=Split)
+    split: Split = Field(default_factory=Split, description="Train/validation/test division.")
     batch_size: Tunable[PositiveInt] = Field(32, description="Examples per batch.")
     shuffle_buffer: PositiveInt = Field(
         10000, description="Shuffle buffer of streamed sources (in-memory data is fully permuted each epoch)."
     )
-    cache: bool | str = Field(True, description="true: cache decoded examples in memory; a path: cache to file; false: no cache.")
+    cache: bool | str = Field(
+        True, description="Cache what is read from files (decoded images, streamed CSV lines): true in memory, "
+        "a path prefix for cache files, false for none. In-memory data needs no cache."
+    )
     deterministic: bool = Field(True, description="false lets parallel maps return elements out of order (faster).")
 
+    @model_validator(mode="after")
+    def _names(self):
+        names = [t.name for t in self.targets()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"expected distinct target names, received {', '.join(repeated)} more than once")
+        clash = sorted(set(names) & set(self.features))
+        if clash:
+            raise ValueError(f"target names must differ from feature names (they name model outputs and inputs), "
+                             f"received {', '.join(clash)} as both")
+        return self
+
     def targets(self) -> list[Target]:
+        """The target list (a single target becomes a list of one)."""
         return list(self.target) if isinstance(self.target, list) else [self.target]

@@ -1,0 +1,201 @@
+"""`prepare_data`: the data section -> batched train/validation/test `tf.data`
+pipelines plus the preprocessing state the model builder needs.
+
+Datasets yield `(features, targets)`: dicts of RAW feature tensors (the model
+holds the preprocessing, see `kerasflow.data.features`) and encoded targets.
+In-memory data is shuffled as a full permutation each epoch and batched by
+gathering rows, which costs about the same as iterating plain tensors;
+image files are decoded in a parallel map and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from kerasflow.data.features import augmentation, plain
+from kerasflow.data.fingerprint import data_fingerprint
+from kerasflow.spec.errors import Problem, SpecError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class PreparedData:
+    """Everything later stages need from the data section.
+
+    Attributes:
+        train, validation, test: batched datasets of (features, targets) dicts;
+            validation/test are None when their split is empty by design.
+        stats: JSON preprocessing state from the training split, by feature.
+        targets: per target {"type", "num_classes", "class_names", ...} (JSON).
+        fingerprint: content hash of the data section, seed and source bytes.
+        batch_size: examples per batch.
+        sizes: examples (timeseries: windows) per split; 0 for a split not requested.
+    """
+
+    train: Any
+    validation: Any
+    test: Any
+    stats: dict
+    targets: dict
+    fingerprint: str
+    batch_size: int
+    sizes: dict[str, int]
+    _materialize: Callable[[str], tuple[dict, dict]] = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def steps(self, split: str = "train") -> int:
+        """Batches per epoch of a split."""
+        return -(-self.sizes[split] // self.batch_size)
+
+    def arrays(self, split: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The whole split as numpy: (raw features, encoded targets), unshuffled."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, received {split!r}")
+        if getattr(self, split) is None:
+            raise ValueError(f"the {split} split is empty (its fraction is 0)")
+        if split not in self._cache:
+            self._cache[split] = self._materialize(split)
+        return self._cache[split]
+
+    def sample_inputs(self, n: int, split: str = "validation") -> dict[str, np.ndarray]:
+        """The first `n` raw feature rows of a split (train when it is empty).
+        Strings are object arrays of `str`."""
+        if getattr(self, split) is None:
+            split = "train"
+        features, _ = self.arrays(split)
+        return {k: v[:n] for k, v in features.items()}
+
+
+def prepare_data(spec, *, base_dir=None) -> PreparedData:
+    """Load, type, split and batch `spec.data`; compute stats on the training split."""
+    data_spec = spec.data
+    if getattr(data_spec.source, "stream", False):
+        from kerasflow.data.stream import prepare_stream
+
+        return prepare_stream(spec, base_dir=base_dir)
+    from kerasflow.data.columns import type_columns
+    from kerasflow.data.sources import load_source
+    from kerasflow.data.splits import series_target_shape, split
+    from kerasflow.data.stats import compute_stats
+
+    seed = spec.seed
+    fingerprint = data_fingerprint(data_spec, seed=seed, base_dir=base_dir)
+    loaded = load_source(data_spec, base_dir=base_dir, seed=seed)
+    typed = type_columns(loaded, data_spec)
+    parts = split(typed, data_spec, seed=seed, ordered=loaded.ordered)
+    targets = typed.target_info
+    if any(f.type == "timeseries" for f in data_spec.features.values()):
+        for name, info in targets.items():
+            window = parts["train"].targets[name]
+            info["shape"] = series_target_shape(data_spec, 1 if window.ndim == 2 else window.shape[-1])
+    files = {n: f for n, f in data_spec.features.items() if n in typed.image_files}
+    stats = compute_stats(data_spec, parts["train"].features)  # images need no stats: skip decoding
+    batch_size = int(plain(data_spec.batch_size))
+
+    def build(name: str):
+        part = parts.get(name)
+        if part is None:
+            return None
+        return _batches(part.features, part.targets, data_spec, training=name == "train", seed=seed,
+                       image_files=files, cache_suffix=name)
+
+    def materialize(name: str):
+        part = parts[name]
+        return _decoded(part.features, files), part.targets
+
+    return PreparedData(
+        train=build("train"), validation=build("validation"), test=build("test"), stats=stats, targets=targets,
+        fingerprint=fingerprint, batch_size=batch_size,
+        sizes={k: len(v) if v is not None else 0 for k, v in parts.items()}, _materialize=materialize,
+    )
+
+
+# ---------------------------------------------------------------- tf.data
+
+
+def _batches(features: dict, targets: dict, data_spec, *, training: bool, seed: int, image_files: dict,
+            cache_suffix: str):
+    """Batched (features, targets) dataset over in-memory arrays."""
+    import tensorflow as tf
+
+    batch_size = int(plain(data_spec.batch_size))
+    n = len(next(iter(targets.values())))
+    parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=data_spec.deterministic)
+    if image_files:
+        # Files: decode each example in parallel, cache decoded pixels, then shuffle and batch.
+        ds = tf.data.Dataset.from_tensor_slices((_tensors(features), _tensors(targets)))
+        ds = ds.map(lambda f, t: ({**f, **{k: _decode_image(f[k], spec) for k, spec in image_files.items()}}, t),
+                    **parallel)
+        ds = _cache(ds, data_spec.cache, cache_suffix)
+        if training:
+            ds = ds.shuffle(min(data_spec.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+    else:
+        # In memory: shuffle row indices (cheap scalars), then gather whole batches at once.
+        tensors = (_tensors(features), _tensors(targets))
+        index = tf.data.Dataset.range(n)
+        if training:
+            index = index.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = index.batch(batch_size).map(lambda i: tf.nest.map_structure(lambda a: tf.gather(a, i), tensors),
+                                         **parallel)
+    if training:
+        ds = _augment(ds, data_spec, seed, parallel)
+    options = tf.data.Options()
+    options.deterministic = data_spec.deterministic
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _tensors(arrays: dict) -> dict:
+    import tensorflow as tf
+
+    return {k: tf.constant(v.astype(str) if v.dtype == object else v) for k, v in arrays.items()}
+
+
+def _cache(ds, cache: bool | str, suffix: str):
+    if cache is False:
+        return ds
+    if cache is True:
+        return ds.cache()
+    return ds.cache(f"{cache}.{suffix}")
+
+
+def _augment(ds, data_spec, seed: int, parallel: dict):
+    layers = {name: augmentation(f, seed) for name, f in data_spec.features.items() if f.type == "image"}
+    layers = {k: v for k, v in layers.items() if v is not None}
+    if not layers:
+        return ds
+    return ds.map(lambda f, t: ({**f, **{k: layer(f[k], training=True) for k, layer in layers.items()}}, t),
+                  **parallel)
+
+
+def _decode_image(path, feature):
+    """Read one image file as float32 pixels (0..255) of the feature's size."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=feature.channels, expand_animations=False)
+    image = tf.image.resize(image, (feature.height, feature.width))
+    return tf.ensure_shape(image, (feature.height, feature.width, feature.channels))
+
+
+def _decoded(features: dict, image_files: dict) -> dict:
+    """Numpy features with image file paths replaced by their pixels."""
+    if not image_files:
+        return features
+    import tensorflow as tf
+
+    out = dict(features)
+    for name, feature in image_files.items():
+        paths = features[name].reshape(-1)
+        ds = tf.data.Dataset.from_tensor_slices(paths.astype(str)).map(
+            lambda p: _decode_image(p, feature), num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+        try:
+            chunks = [b.numpy() for b in ds]
+        except tf.errors.InvalidArgumentError as exc:
+            raise SpecError(Problem(path="data.source.path", message=f"cannot decode an image: {exc.message}")) from None
+        shape = (0, feature.height, feature.width, feature.channels)
+        out[name] = np.concatenate(chunks) if chunks else np.zeros(shape, np.float32)
+    return out

@@ -1,0 +1,61 @@
+"""Preprocessing state computed once, on the training split only.
+
+The result is plain JSON (lists of numbers and strings) keyed by feature name;
+`kerasflow.data.features.build_inputs` constructs the layers from it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from kerasflow.data.features import plain
+
+
+def compute_stats(data_spec, train_features: dict[str, np.ndarray]) -> dict:
+    stats: dict[str, dict] = {}
+    for name, feature in data_spec.features.items():
+        values = train_features[name]
+        if feature.type in ("numeric", "timeseries") and feature.normalize:
+            stats[name] = _moments(values)
+        elif feature.type == "category":
+            stats[name] = {"vocabulary": category_vocabulary(feature, Counter(values.reshape(-1).tolist()))}
+        elif feature.type == "text":
+            stats[name] = _text_vocabulary(feature, values)
+    return stats
+
+
+def _moments(values: np.ndarray) -> dict:
+    """Mean and variance per entry of the last axis (what Normalization(axis=-1) uses)."""
+    flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    return {"mean": flat.mean(axis=0).tolist(), "variance": flat.var(axis=0).tolist()}
+
+
+def category_vocabulary(feature, counts: Counter) -> list:
+    """The declared vocabulary, or training values by frequency (capped by max_tokens)."""
+    if feature.vocabulary is not None:
+        return [str(v) if feature.dtype == "string" else int(v) for v in feature.vocabulary]
+    # Most frequent first, ties by value: the same order on every run.
+    ordered = sorted(counts, key=lambda v: (-counts[v], str(v)))
+    if feature.max_tokens is not None:
+        ordered = ordered[: max(feature.max_tokens - feature.num_oov_indices, 1)]
+    return [str(v) if feature.dtype == "string" else int(v) for v in ordered]
+
+
+def _text_vocabulary(feature, values: np.ndarray) -> dict:
+    import keras
+    import tensorflow as tf
+
+    layer = keras.layers.TextVectorization(
+        max_tokens=int(plain(feature.max_tokens)), standardize=feature.standardize, ngrams=feature.ngrams,
+        output_mode=feature.output_mode,
+    )
+    layer.adapt(tf.data.Dataset.from_tensor_slices(values.reshape(-1).astype(str)).batch(1024))
+    vocab = layer.get_vocabulary(include_special_tokens=False)
+    out = {"vocabulary": [str(v) for v in vocab]}
+    if feature.output_mode == "tf_idf":
+        weights = layer._lookup_layer.idf_weights_const.numpy()  # no public accessor in Keras 3.15
+        start = len(layer.get_vocabulary()) - len(vocab)
+        out["idf_weights"] = weights[start:start + len(vocab)].astype(float).tolist()
+    return out
