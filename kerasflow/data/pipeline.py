@@ -92,20 +92,24 @@ def prepare_data(spec, *, base_dir=None) -> PreparedData:
         for name, info in targets.items():
             window = parts["train"].targets[name]
             info["shape"] = series_target_shape(data_spec, 1 if window.ndim == 2 else window.shape[-1])
-    files = {n: f for n, f in data_spec.features.items() if n in typed.image_files}
-    stats = compute_stats(data_spec, parts["train"].features)  # images need no stats: skip decoding
+    # Only the features the model reads: Keras maps a dict with extra keys onto a
+    # single-input model by position, which would feed it the wrong column.
+    used = set(spec.model.inputs or data_spec.features)
+    files = {n: f for n, f in data_spec.features.items() if n in typed.image_files and n in used}
+    stats = compute_stats(data_spec, parts["train"].features, parts["train"].targets)  # images need no stats: skip decoding
     batch_size = int(plain(data_spec.batch_size))
 
     def build(name: str):
         part = parts.get(name)
         if part is None:
             return None
-        return _batches(part.features, part.targets, data_spec, training=name == "train", seed=seed,
+        features = {k: v for k, v in part.features.items() if k in used}
+        return _batches(features, part.targets, data_spec, training=name == "train", seed=seed,
                        image_files=files, cache_suffix=name)
 
     def materialize(name: str):
         part = parts[name]
-        return _decoded(part.features, files), part.targets
+        return _decoded({k: v for k, v in part.features.items() if k in used}, files), part.targets
 
     return PreparedData(
         train=build("train"), validation=build("validation"), test=build("test"), stats=stats, targets=targets,

@@ -13,8 +13,18 @@ import numpy as np
 from kerasflow.data.features import plain
 
 
-def compute_stats(data_spec, train_features: dict[str, np.ndarray]) -> dict:
+TARGETS_KEY = "__targets__"  # target moments live beside the features' stats
+
+
+def compute_stats(data_spec, train_features: dict[str, np.ndarray], train_targets: dict | None = None) -> dict:
     stats: dict[str, dict] = {}
+    normalized = [t.name for t in data_spec.targets() if t.normalize]
+    if normalized and train_targets is not None:
+        stats[TARGETS_KEY] = {}
+        for name in normalized:
+            values = np.asarray(train_targets[name], dtype=np.float64).reshape(len(train_targets[name]), -1)
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            stats[TARGETS_KEY][name] = {"mean": mean.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
     for name, feature in data_spec.features.items():
         values = train_features[name]
         if feature.type in ("numeric", "timeseries") and feature.normalize:

@@ -76,7 +76,8 @@ def build_graph(spec, stats: dict | None = None, *, input_tensors=None, locs=Non
         paths[name], kinds[name] = join_path(path), _kind(node)
         env[name] = build_node(node, [env[ref] for _, ref in node.references()], name, path=path, locs=locs)
 
-    outputs = {target: _float32(env[node], target) for target, node in _outputs(spec, keys).items()}
+    outputs = {target: _denormalize(_float32(env[node], target), target, stats)
+               for target, node in _outputs(spec, keys).items()}
     model = keras.Model(inputs={n: raw[n] for n in names}, outputs=outputs, name=spec.name)
     return BuiltGraph(model=model, tensors={n: env[n] for n in graph}, paths=paths, kinds=kinds)
 
@@ -241,6 +242,19 @@ def _outputs(spec, keys: list[str]) -> dict[str, str]:
     if isinstance(outputs, str):
         return {targets[0]: outputs}
     return dict(outputs)
+
+
+def _denormalize(tensor, target: str, stats: dict | None):
+    """A numeric target declared `normalize: true` is learned in standardized
+    units; this layer maps the prediction back to raw units inside the model."""
+    from kerasflow.data.stats import TARGETS_KEY
+
+    moments = (stats or {}).get(TARGETS_KEY, {}).get(target)
+    if moments is None:
+        return tensor
+    import keras
+
+    return keras.layers.Rescaling(scale=moments["std"], offset=moments["mean"], name=f"{target}.denormalize")(tensor)
 
 
 def _float32(tensor, target: str):

@@ -236,9 +236,14 @@ class Target(SpecModel):
                                           "binary: [negative, positive].")
     shape: list[PositiveInt] | None = Field(None, description="numeric: per-example shape (default: [number of columns]).")
     column: str | list[str] | None = Field(None, description="Source column(s); defaults to the target name.")
+    normalize: bool = Field(False, description="numeric: learn in standardized units (training-split mean/std); "
+                            "a Rescaling layer inside the model returns raw units, so predictions and exports "
+                            "are unchanged.")
 
     @model_validator(mode="after")
     def _classes(self):
+        if self.normalize and self.type != "numeric":
+            raise ValueError(f"normalize applies to numeric targets, received type={self.type}")
         if self.class_names is not None and self.num_classes is not None and len(self.class_names) != self.num_classes:
             raise ValueError(
                 f"expected {self.num_classes} class_names (num_classes), received {len(self.class_names)}"
