@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, model_validator
+from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, confloat, model_validator
 
 from kerasflow.model import preprocessing_layers  # noqa: F401  (registers layers the chain union needs)
 from kerasflow.model.layers import Activation, Padding, Rate, Regularizer, Size2D
@@ -42,6 +42,9 @@ class MLP(_Block):
     activation: Tunable[Activation] = Field("relu", description="Activation of every layer.")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after every layer (0: none).")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize before each activation.")
+    batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
+        0.9, description="Momentum of the moving statistics (Keras' 0.99 needs hundreds of steps to settle; "
+        "small datasets have few).")
     kernel_regularizer: Regularizer | None = Field(None, description="Penalty on every kernel, e.g. {l2: 1e-4}.")
 
 
@@ -57,6 +60,9 @@ class ConvStack(_Block):
     pool: Literal["max", "average"] | None = Field("max", description="Pooling after each level (null: none).")
     pool_size: Size2D = Field(2, description="Pooling window.")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize before each activation.")
+    batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
+        0.9, description="Momentum of the moving statistics (Keras' 0.99 needs hundreds of steps to settle; "
+        "small datasets have few).")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after each level (0: none).")
 
 

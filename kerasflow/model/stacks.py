@@ -17,7 +17,7 @@ def build_mlp(node, inputs, name):
                                activation=None if node.batch_norm else node.activation,
                                name=f"{name}.dense_{i}", **kw)(x)
         if node.batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}.norm_{i}", **kw)(x)
+            x = keras.layers.BatchNormalization(momentum=node.batch_norm_momentum, name=f"{name}.norm_{i}", **kw)(x)
             x = keras.layers.Activation(node.activation, name=f"{name}.act_{i}", **kw)(x)
         if node.dropout:
             x = keras.layers.Dropout(node.dropout, name=f"{name}.dropout_{i}", **kw)(x)
@@ -41,7 +41,8 @@ def build_conv_stack(node, inputs, name):
             x = conv(filters, kernel, padding=node.padding, use_bias=not node.batch_norm,
                      activation=None if node.batch_norm else node.activation, name=f"{name}.conv_{part}", **kw)(x)
             if node.batch_norm:
-                x = keras.layers.BatchNormalization(name=f"{name}.norm_{part}", **kw)(x)
+                x = keras.layers.BatchNormalization(momentum=node.batch_norm_momentum,
+                                                    name=f"{name}.norm_{part}", **kw)(x)
                 x = keras.layers.Activation(node.activation, name=f"{name}.act_{part}", **kw)(x)
         if node.pool:
             x = pool[node.pool](pool_size, padding=node.padding, name=f"{name}.pool_{i}", **kw)(x)
