@@ -24,6 +24,9 @@ class TuningSpec(SpecModel):
     max_consecutive_failed_trials: PositiveInt = 3
     max_epochs: PositiveInt | None = Field(None, description="hyperband: most epochs a trial trains.")
     factor: int = Field(3, ge=2, description="hyperband: reduction factor.")
+    num_initial_points: PositiveInt | None = Field(
+        None, description="bayesian: random trials before the Gaussian process guides the search "
+        "(default: 3 per hyperparameter).")
     stage: str | None = Field(None, description="Training stage used for trials (default: the first).")
     seed: int | None = None
 
@@ -41,7 +44,8 @@ class TrackingSpec(SpecModel):
     tags: dict[str, str] = Field(default_factory=dict)
     register_as: str | None = Field(None, description="Register the model under this name.")
     alias: str = Field("champion", description="Alias moved to a better registered version.")
-    required: bool = Field(True, description="false: an unreachable server only warns and the run goes on untracked.")
+    required: bool = Field(
+        True, description="false: an unreachable server only warns; the run is recorded in the local default store.")
     log_model: bool = True
 
 
