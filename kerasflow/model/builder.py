@@ -139,19 +139,9 @@ def unresolved_markers(spec, locs=None) -> list[Problem]:
 
 def import_custom_modules(modules: list[str], locs=None) -> None:
     """Import `model.imports` (the only code a spec can bring in)."""
-    from kerasflow.spec.schema import locate
+    from kerasflow.spec.model_schema import use_imports
 
-    problems = []
-    for i, module in enumerate(modules):
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # the user's module may fail in any way: report where it was named
-            path = ("model", "imports", i)
-            problems.append(Problem(path=join_path(path), message=f"cannot import `{module}`: {exc}",
-                                    hint="install the module or add its directory to PYTHONPATH",
-                                    location=locate(locs or {}, path)))
-    if problems:
-        raise SpecError(problems)
+    use_imports(modules, locs)
 
 
 def plain_input(name: str, feature):

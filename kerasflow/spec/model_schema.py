@@ -4,6 +4,7 @@ types come from the layer/block registry."""
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
@@ -46,6 +47,41 @@ def node_type() -> Any:
 
 
 Node = node_type()
+
+
+def use_imports(modules: list, locs: dict | None = None) -> None:
+    """Import a spec's `model.imports` (the only code a spec can bring in) and,
+    if they registered new layer or block types, rebuild the node union so
+    validation accepts them."""
+    from kerasflow.model.registry import BLOCKS, LAYERS
+    from kerasflow.spec.errors import Problem, SpecError, join_path
+
+    before = (len(LAYERS), len(BLOCKS))
+    problems = []
+    for i, module in enumerate(modules):
+        if not isinstance(module, str):
+            continue  # the schema reports the wrong type
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # the user's module may fail in any way: report where it was named
+            from kerasflow.spec.schema import locate
+
+            path = ("model", "imports", i)
+            problems.append(Problem(path=join_path(path), message=f"cannot import `{module}`: {exc}",
+                                    hint="install the module or add its directory to PYTHONPATH",
+                                    location=locate(locs or {}, path)))
+    if problems:
+        raise SpecError(problems)
+    if (len(LAYERS), len(BLOCKS)) != before:
+        global Node
+        node_type.cache_clear()
+        Node = node_type()
+        from kerasflow.spec.schema import Spec
+
+        ModelSpec.model_fields["nodes"].annotation = dict[str, Node] | None
+        ModelSpec.model_fields["sequential"].annotation = list[Node] | None
+        ModelSpec.model_rebuild(force=True)
+        Spec.model_rebuild(force=True)
 
 
 class ModelSpec(SpecModel):

@@ -42,6 +42,11 @@ Locations = dict[tuple, Location]
 def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:
     """Validate a resolved spec dict; raise one `SpecError` with every problem."""
     locs = locs or {}
+    model = raw.get("model") if isinstance(raw, dict) else None
+    if isinstance(model, dict) and isinstance(model.get("imports"), list) and model["imports"]:
+        from kerasflow.spec.model_schema import use_imports
+
+        use_imports(model["imports"], locs)
     context: dict[str, Any] = {}
     try:
         spec = Spec.model_validate(raw, context=context)
