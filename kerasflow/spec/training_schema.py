@@ -6,32 +6,51 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, PositiveInt, confloat, model_validator
 
-from kerasflow.spec.base import TAG_PREFIX, SpecModel, Tunable, is_marker
+from kerasflow.spec.base import TAG_PREFIX, SpecModel, TuneChoice, Tunable, is_marker
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "lamb")
+# Which optimizers take each type-specific option (mirrors the Keras 3 constructors;
+# a test pins it to the installed Keras).
+_BETAS = ("adam", "adamw", "adamax", "nadam", "lion", "lamb")
+OPTIMIZER_OPTIONS = {
+    "momentum": ("sgd", "rmsprop"),
+    "nesterov": ("sgd",),
+    "beta_1": _BETAS,
+    "beta_2": _BETAS,
+    "epsilon": ("adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lamb"),
+}
 
 
 class _Schedule(SpecModel):
-    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps in front of the schedule.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup from 0 in front of the schedule (in `unit`s).")
+    unit: Literal["step", "epoch"] = Field(
+        "step", description="Unit of warmup_steps, decay_steps and boundaries: optimizer steps or epochs of the stage."
+    )
 
 
 class ConstantSchedule(_Schedule):
+    """A constant rate (useful behind a warmup)."""
+
     type: Literal["constant"]
-    value: Tunable[PositiveFloat]
+    value: Tunable[PositiveFloat] = Field(description="The learning rate.")
 
 
 class ExponentialSchedule(_Schedule):
+    """initial * decay_rate ** (step / decay_steps) (Keras ExponentialDecay)."""
+
     type: Literal["exponential"]
-    initial: Tunable[PositiveFloat]
-    decay_steps: PositiveInt
-    decay_rate: PositiveFloat
-    staircase: bool = False
+    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
+    decay_steps: PositiveInt = Field(description="Steps (or epochs, see `unit`) per decay_rate factor.")
+    decay_rate: PositiveFloat = Field(description="Factor applied every decay_steps.")
+    staircase: bool = Field(False, description="Decay in discrete jumps instead of continuously.")
 
 
 class PiecewiseSchedule(_Schedule):
+    """Constant rates between boundaries (Keras PiecewiseConstantDecay)."""
+
     type: Literal["piecewise"]
-    boundaries: list[int] = Field(min_length=1)
-    values: list[PositiveFloat] = Field(min_length=2)
+    boundaries: list[int] = Field(min_length=1, description="Steps (or epochs, see `unit`) where the rate changes.")
+    values: list[PositiveFloat] = Field(min_length=2, description="Rates before, between and after the boundaries.")
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -41,27 +60,33 @@ class PiecewiseSchedule(_Schedule):
 
 
 class CosineSchedule(_Schedule):
+    """Cosine decay to alpha * initial; `cosine_restarts` restarts it (SGDR)."""
+
     type: Literal["cosine", "cosine_restarts"]
-    initial: Tunable[PositiveFloat]
-    decay_steps: PositiveInt
-    alpha: NonNegativeFloat = 0.0
-    t_mul: PositiveFloat = 2.0
-    m_mul: PositiveFloat = 1.0
+    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
+    decay_steps: PositiveInt = Field(description="Length of the (first) decay, in `unit`s.")
+    alpha: NonNegativeFloat = Field(0.0, description="Final rate as a fraction of initial.")
+    t_mul: PositiveFloat = Field(2.0, description="cosine_restarts: each period is this much longer.")
+    m_mul: PositiveFloat = Field(1.0, description="cosine_restarts: each restart starts this much lower.")
 
 
 class PolynomialSchedule(_Schedule):
+    """Polynomial decay from initial to end over decay_steps (power 1: linear)."""
+
     type: Literal["polynomial"]
-    initial: Tunable[PositiveFloat]
-    decay_steps: PositiveInt
-    end: NonNegativeFloat = 1e-4
-    power: PositiveFloat = 1.0
+    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
+    decay_steps: PositiveInt = Field(description="Length of the decay, in `unit`s; the rate stays at end afterwards.")
+    end: NonNegativeFloat = Field(1e-4, description="Final rate.")
+    power: PositiveFloat = Field(1.0, description="Exponent of the polynomial.")
 
 
 class InverseTimeSchedule(_Schedule):
+    """initial / (1 + decay_rate * step / decay_steps) (Keras InverseTimeDecay)."""
+
     type: Literal["inverse_time"]
-    initial: Tunable[PositiveFloat]
-    decay_steps: PositiveInt
-    decay_rate: PositiveFloat
+    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
+    decay_steps: PositiveInt = Field(description="Steps (or epochs, see `unit`) per decay_rate increment.")
+    decay_rate: PositiveFloat = Field(description="How fast the rate falls.")
 
 
 Schedule = Annotated[
@@ -85,93 +110,132 @@ LearningRate = Annotated[
 class Optimizer(SpecModel):
     """A Keras optimizer with clipping and weight decay."""
 
-    type: Tunable[Literal[OPTIMIZERS]] = "adam"
+    type: Tunable[Literal[OPTIMIZERS]] = Field("adam", description="Keras optimizer.")
     learning_rate: LearningRate = Field(1e-3, description="A float or a schedule.")
-    clipnorm: PositiveFloat | None = None
-    clipvalue: PositiveFloat | None = None
-    global_clipnorm: PositiveFloat | None = None
-    weight_decay: NonNegativeFloat | None = None
+    clipnorm: PositiveFloat | None = Field(None, description="Clip each gradient to this norm.")
+    clipvalue: PositiveFloat | None = Field(None, description="Clip each gradient element to [-v, v].")
+    global_clipnorm: PositiveFloat | None = Field(None, description="Clip all gradients together to this norm.")
+    weight_decay: NonNegativeFloat | None = Field(None, description="Decoupled weight decay (Keras default if unset).")
     momentum: Tunable[confloat(ge=0, lt=1)] | None = Field(None, description="sgd and rmsprop only.")
     nesterov: bool | None = Field(None, description="sgd only.")
-    beta_1: confloat(gt=0, lt=1) | None = None
-    beta_2: confloat(gt=0, lt=1) | None = None
-    epsilon: PositiveFloat | None = None
+    beta_1: confloat(gt=0, lt=1) | None = Field(None, description="adam, adamw, adamax, nadam, lion, lamb only.")
+    beta_2: confloat(gt=0, lt=1) | None = Field(None, description="adam, adamw, adamax, nadam, lion, lamb only.")
+    epsilon: PositiveFloat | None = Field(None, description="Numerical stability term (not sgd, ftrl, lion).")
 
     @model_validator(mode="after")
     def _clipping(self):
-        if self.clipnorm is not None and self.global_clipnorm is not None:
-            raise ValueError("expected at most one of clipnorm and global_clipnorm, received both")
+        clips = [k for k in ("clipnorm", "clipvalue", "global_clipnorm") if getattr(self, k) is not None]
+        if len(clips) > 1:
+            raise ValueError(f"expected at most one of clipnorm, clipvalue and global_clipnorm, received {' and '.join(clips)}")
+        return self
+
+    @model_validator(mode="after")
+    def _options_fit_type(self):
+        types = self.type.values if isinstance(self.type, TuneChoice) else [self.type]
+        for name in OPTIMIZER_OPTIONS:
+            if getattr(self, name) is None:
+                continue
+            unsupported = [t for t in types if isinstance(t, str) and t not in OPTIMIZER_OPTIONS[name]]
+            if unsupported:
+                raise ValueError(f"`{name}` is not an option of {', '.join(unsupported)}; "
+                                 f"expected one of these optimizers: {', '.join(OPTIMIZER_OPTIONS[name])}")
         return self
 
 
+_MONITOR = "A logged metric, e.g. val_loss or val_accuracy."
+_MODE = "Whether lower (min) or higher (max) is better; auto infers it from the name."
+
+
 class EarlyStopping(SpecModel):
-    monitor: str = "val_loss"
-    patience: int = Field(3, ge=0)
-    min_delta: NonNegativeFloat = 0.0
-    mode: Literal["auto", "min", "max"] = "auto"
-    restore_best_weights: bool = True
+    """Stop the stage when `monitor` stops improving."""
+
+    monitor: str = Field("val_loss", description=_MONITOR)
+    patience: int = Field(3, ge=0, description="Epochs without improvement before stopping.")
+    min_delta: NonNegativeFloat = Field(0.0, description="Smallest change that counts as an improvement.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description=_MODE)
+    restore_best_weights: bool = Field(True, description="End the stage with the weights of the best epoch.")
 
 
 class ReduceLROnPlateau(SpecModel):
-    monitor: str = "val_loss"
-    factor: confloat(gt=0, lt=1) = 0.5
-    patience: int = Field(2, ge=0)
-    min_lr: NonNegativeFloat = 0.0
-    mode: Literal["auto", "min", "max"] = "auto"
+    """Multiply the learning rate by `factor` when `monitor` plateaus (needs a plain rate)."""
+
+    monitor: str = Field("val_loss", description=_MONITOR)
+    factor: confloat(gt=0, lt=1) = Field(0.5, description="New rate = rate * factor.")
+    patience: int = Field(2, ge=0, description="Epochs without improvement before reducing.")
+    min_lr: NonNegativeFloat = Field(0.0, description="Lower bound of the rate.")
+    mode: Literal["auto", "min", "max"] = Field("auto", description=_MODE)
 
 
 class ModelCheckpoint(SpecModel):
-    monitor: str = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"
-    save_best_only: bool = True
+    """Save the model to checkpoints/<stage>.best.keras when `monitor` improves."""
+
+    monitor: str = Field("val_loss", description=_MONITOR)
+    mode: Literal["auto", "min", "max"] = Field("auto", description=_MODE)
+    save_best_only: bool = Field(True, description="false: save after every epoch.")
 
 
 class TensorBoard(SpecModel):
-    histogram_freq: int = Field(0, ge=0)
-    update_freq: Literal["epoch", "batch"] | PositiveInt = "epoch"
+    """TensorBoard logs in <run_dir>/tensorboard."""
+
+    histogram_freq: int = Field(0, ge=0, description="Epochs between weight histograms (0: none).")
+    update_freq: Literal["epoch", "batch"] | PositiveInt = Field("epoch", description="How often to write metrics.")
 
 
 class CsvLogger(SpecModel):
-    append: bool = True
+    """Keras' CSVLogger to <run_dir>/logs/<stage>.csv (history.csv is always written)."""
+
+    append: bool = Field(True, description="Append to an existing file instead of overwriting it.")
 
 
 class Callbacks(SpecModel):
     """Keras callbacks by name; each key enables one."""
 
-    early_stopping: EarlyStopping | None = None
-    reduce_lr_on_plateau: ReduceLROnPlateau | None = None
-    model_checkpoint: ModelCheckpoint | None = None
-    tensorboard: TensorBoard | None = None
-    csv_logger: CsvLogger | None = None
-    terminate_on_nan: bool = True
+    early_stopping: EarlyStopping | None = Field(None, description="Stop when a metric stops improving.")
+    reduce_lr_on_plateau: ReduceLROnPlateau | None = Field(None, description="Lower the rate on a plateau.")
+    model_checkpoint: ModelCheckpoint | None = Field(None, description="Keep the best model of the stage.")
+    tensorboard: TensorBoard | None = Field(None, description="Write TensorBoard logs.")
+    csv_logger: CsvLogger | None = Field(None, description="Write a per-stage CSV log.")
+    terminate_on_nan: bool = Field(True, description="Stop (and fail the run) when the loss becomes NaN/Inf.")
 
 
 class Stage(SpecModel):
     """One fit() call with its own epochs, optimizer, callbacks and frozen nodes."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name (unique; names its files).")
     epochs: Tunable[PositiveInt] = Field(description="Epochs in this stage (epoch numbers continue across stages).")
-    optimizer: Optimizer = Field(default_factory=Optimizer)
-    callbacks: Callbacks = Field(default_factory=Callbacks)
+    optimizer: Optimizer = Field(default_factory=Optimizer, description="This stage's optimizer (a fresh one).")
+    callbacks: Callbacks = Field(default_factory=Callbacks, description="Callbacks of this stage.")
     freeze: list[str] = Field(default_factory=list, description="Node-name globs whose weights are frozen.")
     unfreeze: list[str] = Field(default_factory=list, description="Node-name globs made trainable again.")
     batch_size: Tunable[PositiveInt] | None = Field(None, description="Overrides data.batch_size for this stage.")
-    steps_per_epoch: PositiveInt | None = None
+    steps_per_epoch: PositiveInt | None = Field(None, description="Batches per epoch (the data repeats); default: one pass.")
+
+    @model_validator(mode="after")
+    def _plateau_needs_plain_rate(self):
+        lr = self.optimizer.learning_rate
+        if self.callbacks.reduce_lr_on_plateau is not None and isinstance(lr, _Schedule):
+            raise ValueError(f"reduce_lr_on_plateau sets the learning rate itself, so it expects a number as "
+                             f"optimizer.learning_rate, received a `{lr.type}` schedule")
+        return self
 
 
 class TrainingSpec(SpecModel):
     """How the model is compiled and fitted."""
 
     loss: str | dict[str, str] = Field(description="Keras loss name, or one per output.")
-    metrics: list[str] | dict[str, list[str]] = Field(default_factory=list)
-    loss_weights: dict[str, NonNegativeFloat] | None = None
-    class_weight: Literal["balanced"] | dict[str, NonNegativeFloat] | None = None
-    stages: list[Stage] = Field(min_length=1)
-    jit_compile: bool | Literal["auto"] = "auto"
-    steps_per_execution: PositiveInt = 1
-    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
-    distribution: Literal["default", "mirrored", "one_device", "multi_worker"] = "default"
-    deterministic: bool = False
+    metrics: list[str] | dict[str, list[str]] = Field(
+        default_factory=list, description="Keras metric names for every output, or per output.")
+    loss_weights: dict[str, NonNegativeFloat] | None = Field(None, description="Weight of each output's loss.")
+    class_weight: Literal["balanced"] | dict[str, NonNegativeFloat] | None = Field(
+        None, description="balanced (n / (classes * count), per classification target) or class name/index -> weight.")
+    stages: list[Stage] = Field(min_length=1, description="fit() calls in order; weights carry over.")
+    jit_compile: bool | Literal["auto"] = Field("auto", description="XLA compilation (auto: Keras decides).")
+    steps_per_execution: PositiveInt = Field(1, description="Batches run per call into the compiled step.")
+    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy of the model.")
+    distribution: Literal["default", "mirrored", "one_device", "multi_worker"] = Field(
+        "default", description="tf.distribute strategy (multi_worker: `kerasflow train` only, see docs/distributed.md).")
+    deterministic: bool = Field(False, description="Deterministic TensorFlow ops (slower; fails on ops without one).")
 
     def metric_names(self) -> set[str]:
         """Names Keras logs for these metrics, with and without `val_`, including the loss."""

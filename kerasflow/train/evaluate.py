@@ -1,0 +1,257 @@
+"""Evaluate a finished run on a split, and predict from a file of raw features.
+
+Both rebuild the model from the run directory alone (spec, stats, weights),
+so nothing is re-adapted and no custom object has to be registered to load it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasflow.spec.errors import Problem, SpecError
+from kerasflow.train import rundir as rd
+
+_CLASSIFICATION = ("category", "binary", "sequence")
+_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
+            ".ndjson": "jsonl"}
+_EAGER_BATCHES = 16
+
+
+def collect_predictions(model, ds) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(targets, predictions) per output over a batched (features, targets) dataset."""
+    batches = int(ds.cardinality())
+    if 0 <= batches <= _EAGER_BATCHES:
+        # A few batches: calling the model directly is cheaper than tracing a predict function.
+        true, pred = [], []
+        for x, y in ds:
+            true.append(y)
+            pred.append(model(x, training=False))
+    else:
+        pred = [model.predict(ds.map(lambda x, y: x), verbose=0)]
+        true = [y for _, y in ds]
+    names = list(true[0])
+    return ({n: np.concatenate([np.asarray(t[n]) for t in true]) for n in names},
+            {n: np.concatenate([np.asarray(p[n]) for p in pred]) for n in names})
+
+
+def predicted_classes(pred: np.ndarray) -> np.ndarray:
+    """Class indices from a classification output (probabilities or one sigmoid unit)."""
+    pred = np.asarray(pred)
+    if pred.shape[-1] == 1:  # one sigmoid unit: the probability of class 1
+        return (pred[..., 0] > 0.5).astype(np.int64)
+    return pred.argmax(axis=-1)
+
+
+def load_run_model(files: rd.RunFiles):
+    """The trained model of a run: rebuilt from spec + stats, weights from model.keras."""
+    from kerasflow.model.builder import build_model
+    from kerasflow.train.strategy import dtype_policy
+
+    with dtype_policy(files.spec.training.mixed_precision):
+        model = build_model(files.loaded, files.stats)
+    model.load_weights(str(files.run_dir / rd.MODEL_FILE))
+    return model
+
+
+def evaluate_run(run_dir, split: str = "test") -> dict:
+    """Metrics of a trained run on `split`, with per-class precision/recall/F1
+    for classification targets. Also written to `<run_dir>/evaluation_<split>.json`.
+
+    Returns:
+        {"run_dir", "split", "examples", "data_changed",
+         "metrics": {name: value} (as Keras names them: loss, accuracy, ...),
+         "per_class": {target: {"classes": [{"class", "precision", "recall", "f1", "support"}],
+                                "macro": {...}, "weighted": {...}}}}
+    """
+    from kerasflow.data.pipeline import SPLITS, prepare_data
+    from kerasflow.train.compile import compile_model
+
+    if split not in SPLITS:
+        raise SpecError(Problem(path="--split", message=f"unknown split `{split}`", expected="one of: " + ", ".join(SPLITS)))
+    files = rd.read_run(run_dir, need_model=True)
+    spec = files.spec
+    data = prepare_data(spec)
+    ds = getattr(data, split)
+    if ds is None:
+        raise SpecError(Problem(path=f"data.split.{split}", message=f"the {split} split is empty",
+                                hint="evaluate another split (--split validation)"))
+    model = load_run_model(files)
+    compile_model(model, spec, stage=len(spec.training.stages) - 1, steps_per_epoch=1, targets=files.targets)
+    metrics = {k: float(v) for k, v in model.evaluate(ds, return_dict=True, verbose=0).items()}
+    y_true, y_pred = collect_predictions(model, ds)
+    per_class = {name: _per_class(info, y_true[name], y_pred[name])
+                 for name, info in files.targets.items() if info.get("type") in _CLASSIFICATION and name in y_pred}
+    result = {
+        "run_dir": str(files.run_dir), "split": split, "examples": int(data.sizes.get(split) or 0),
+        "data_changed": rd.read_state(files.run_dir).get("data_fingerprint") not in (None, data.fingerprint),
+        "metrics": metrics, "per_class": per_class,
+    }
+    rd.write_json(files.run_dir / f"evaluation_{split}.json", result)
+    return result
+
+
+def _per_class(info: dict, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    n = int(info["num_classes"])
+    names = info.get("class_names") or [str(i) for i in range(n)]
+    true = np.asarray(y_true).reshape(-1).astype(np.int64)
+    pred = predicted_classes(y_pred).reshape(-1)
+    labels = list(range(n))
+    p, r, f, s = precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)
+    classes = [{"class": str(names[i]), "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                "support": int(s[i])} for i in labels]
+    out = {"classes": classes}
+    for average in ("macro", "weighted"):
+        ap, ar, af, _ = precision_recall_fscore_support(true, pred, labels=labels, average=average, zero_division=0)
+        out[average] = {"precision": float(ap), "recall": float(ar), "f1": float(af)}
+    return out
+
+
+# ---------------------------------------------------------------- predict
+
+
+def predict_run(run_dir, input_file, output_file) -> int:
+    """Predict every row of `input_file` (CSV, Parquet or JSON lines holding raw
+    features) with a trained run; write `output_file` (format by extension).
+
+    Each feature is read from its column (`column:` in the spec, else its name),
+    a list of columns, or columns `<name>_0`, `<name>_1`, ... for vectors; vector
+    cells may be lists (JSON lines, Parquet) or JSON text (CSV). Columns that are
+    not features (ids) are copied to the output, followed by the predictions:
+    class name and probability for classification, the value(s) for regression.
+
+    Returns:
+        The number of rows written.
+    """
+    from kerasflow.data.features import plain
+
+    files = rd.read_run(run_dir, need_model=True)
+    spec = files.spec
+    frame = _read_table(Path(input_file), "--input")
+    names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)
+    features, used = {}, set()
+    for name in names:
+        features[name], cols = _feature_values(frame, name, spec.data.features[name])
+        used |= set(cols)
+    model = load_run_model(files)
+    preds = model.predict(features, batch_size=int(plain(spec.data.batch_size)), verbose=0) if len(frame) else {}
+    out = frame[[c for c in frame.columns if c not in used]].copy()
+    for name, info in files.targets.items():
+        if name in preds:
+            for column, values in _prediction_columns(name, info, np.asarray(preds[name])).items():
+                out[column] = values
+    _write_table(out, Path(output_file))
+    return len(out)
+
+
+def _format(path: Path, option: str) -> str:
+    kind = _READERS.get(path.suffix.lower())
+    if kind is None:
+        raise SpecError(Problem(path=option, message=f"unsupported file type `{path.suffix}` ({path})",
+                                expected="one of: " + ", ".join(sorted(_READERS))))
+    return kind
+
+
+def _read_table(path: Path, option: str):
+    import pandas as pd
+
+    kind = _format(path, option)
+    if not path.is_file():
+        raise SpecError(Problem(path=option, message=f"file not found: {path}"))
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=True)
+    except (ValueError, OSError) as exc:
+        raise SpecError(Problem(path=option, message=f"cannot read {path}: {exc}")) from None
+
+
+def _write_table(frame, path: Path) -> None:
+    kind = _format(path, "--output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "csv":
+        frame = frame.map(lambda v: json.dumps(v) if isinstance(v, list) else v)
+        frame.to_csv(path, index=False)
+    elif kind == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+
+
+def _feature_values(frame, name: str, feature) -> tuple[np.ndarray, list[str]]:
+    from kerasflow.data.features import raw_input_spec
+
+    shape, dtype = raw_input_spec(feature)
+    cols = _feature_columns(frame, name, feature)
+    if len(cols) > 1:
+        values = frame[cols].to_numpy()
+    else:
+        cells = [json.loads(v) if isinstance(v, str) and v.lstrip().startswith("[") else v for v in frame[cols[0]]]
+        values = np.asarray([np.asarray(c) for c in cells]) if cells and np.ndim(cells[0]) else np.asarray(cells)
+    if feature.type == "image" and values.dtype.kind in "OUS" and values.ndim == 1:
+        values = _decode_images(values, feature)
+    if dtype == "string":
+        values = values.astype(str).astype(object)
+    else:
+        values = values.astype(dtype)
+    fixed = [d for d in shape if d is not None]
+    try:
+        values = values.reshape((len(frame),) + tuple(shape)) if len(fixed) == len(shape) else values
+    except ValueError:
+        raise SpecError(Problem(path=f"data.features.{name}", message=f"input `{name}` has the wrong size",
+                                expected=f"{int(np.prod(shape))} values per row (shape {list(shape)})",
+                                received=f"{values.size // max(len(frame), 1)} per row")) from None
+    return values, cols
+
+
+def _feature_columns(frame, name: str, feature) -> list[str]:
+    """The input columns holding feature `name` (see `predict_run`)."""
+    column = feature.column
+    if isinstance(column, list) and feature.type != "timeseries":
+        if all(c in frame.columns for c in column):
+            return list(column)
+        wanted = f"the columns {', '.join(column)}"
+    else:
+        candidates = [c for c in (column if isinstance(column, str) else None, name) if c]
+        for candidate in candidates:
+            if candidate in frame.columns:
+                return [candidate]
+        for candidate in candidates:
+            numbered = {str(c)[len(candidate) + 1:]: c for c in frame.columns if str(c).startswith(f"{candidate}_")}
+            numbered = {int(k): c for k, c in numbered.items() if k.isdigit()}
+            if numbered and sorted(numbered) == list(range(len(numbered))):
+                return [numbered[i] for i in range(len(numbered))]
+        wanted = f"a column `{candidates[0]}` (or `{candidates[0]}_0`, `{candidates[0]}_1`, ... for a vector)"
+    raise SpecError(Problem(path=f"data.features.{name}", message=f"no input column for feature `{name}`",
+                            expected=wanted, received="columns: " + ", ".join(map(str, frame.columns[:20]))))
+
+
+def _decode_images(paths: np.ndarray, feature) -> np.ndarray:
+    import tensorflow as tf
+
+    from kerasflow.data.pipeline import decode_image
+
+    return np.stack([decode_image(tf.constant(str(p)), feature).numpy() for p in paths])
+
+
+def _prediction_columns(name: str, info: dict, pred: np.ndarray) -> dict[str, Any]:
+    kind = info.get("type")
+    if kind in ("category", "binary"):
+        names = info.get("class_names") or [str(i) for i in range(int(info["num_classes"]))]
+        index = predicted_classes(pred).reshape(-1)
+        # One sigmoid unit: the probability of the positive class; else that of the predicted one.
+        probability = pred.reshape(-1) if pred.shape[-1] == 1 else pred.max(axis=-1)
+        return {name: [names[i] for i in index], f"{name}_probability": probability.astype(float)}
+    if kind == "sequence":
+        return {name: [row.tolist() for row in predicted_classes(pred)]}
+    flat = pred.reshape(len(pred), -1)
+    if flat.shape[1] == 1:
+        return {name: flat[:, 0].astype(float)}
+    return {f"{name}_{i}": flat[:, i].astype(float) for i in range(flat.shape[1])}
