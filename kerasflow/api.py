@@ -55,6 +55,120 @@ def plan(path: str | os.PathLike, overrides: Sequence[str] = (), plot: str | Non
     return plan_model(load_spec(path, overrides), plot)
 
 
+def train(path: str | os.PathLike | None = None, overrides: Sequence[str] = (), *, run_dir=None, resume=None,
+          quiet: bool = False, workers: str | Sequence[str] | None = None, worker_index: int | None = None):
+    """Train a spec through its stages (or continue `resume`); returns a `TrainResult`.
+
+    `workers` (every worker's host:port) and `worker_index` place this process in
+    a `distribution: multi_worker` cluster (default: the TF_CONFIG variable)."""
+    from kerasflow.train.stages import train as _train
+
+    loaded = load_spec(path, overrides) if path is not None else None
+    return _train(loaded, run_dir=run_dir, resume=resume, quiet=quiet, workers=workers, worker_index=worker_index)
+
+
+def evaluate(run_dir: str | os.PathLike, split: str = "test") -> dict:
+    """Metrics of a trained run on a split, with per-class precision/recall/F1."""
+    from kerasflow.train.evaluate import evaluate_run
+
+    return evaluate_run(run_dir, split)
+
+
+def predict(run_dir: str | os.PathLike, input_file: str | os.PathLike, output_file: str | os.PathLike) -> int:
+    """Predict raw-feature rows from CSV/Parquet/JSONL; returns rows written."""
+    from kerasflow.train.evaluate import predict_run
+
+    return predict_run(run_dir, input_file, output_file)
+
+
+def tune(path: str | os.PathLike, overrides: Sequence[str] = (), **options):
+    """Run (or resume) the KerasTuner search a spec declares; returns a `TuneResult`."""
+    from kerasflow.tune.tuners import tune as _tune
+
+    return _tune(load_spec(path, overrides), **options)
+
+
+def export(run_dir: str | os.PathLike, *, base_path: str | os.PathLike | None = None, version: int | None = None,
+           keep: int | None = None, tfserving_config: str | os.PathLike | None = None, data=None, settings=None):
+    """Export a trained run as the next TF Serving version; returns an `ExportResult`.
+
+    `settings` (an `ExportSpec`) replaces the run's own `export:` section, for a
+    pipeline whose training was cached but whose export settings changed."""
+    import json
+
+    from kerasflow.data.pipeline import prepare_data
+    from kerasflow.export.saved_model import export_version, write_tfserving_config
+    from kerasflow.train import rundir as rd
+    from kerasflow.train.evaluate import load_run_model
+
+    files = rd.read_run(run_dir, need_model=True)
+    spec = files.spec
+    cfg = settings or spec.export
+    model = load_run_model(files)
+    data = data or prepare_data(spec)
+    base = Path(base_path or cfg.base_path or Path("models") / spec.name)
+    name = cfg.model_name or spec.name
+    state = rd.read_state(Path(run_dir))
+    metrics_file = Path(run_dir) / rd.METRICS_FILE
+    metadata = {
+        "spec": files.loaded.raw,
+        "spec_hash": files.loaded.hash,
+        "data_fingerprint": data.fingerprint,
+        "targets": files.targets,
+        "metrics": json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
+        "mlflow_run_id": state.get("mlflow_run_id"),
+        "run_dir": str(Path(run_dir).resolve()),
+    }
+    split = "validation" if data.validation is not None else "test"
+    result = export_version(
+        model, base, version=version or cfg.version, sample_inputs=data.sample_inputs(max(cfg.warmup_requests, 16), split),
+        target_info=files.targets, metadata=metadata, warmup_requests=cfg.warmup_requests,
+        keep=keep or cfg.keep, atol=cfg.atol, model_name=name,
+    )
+    if tfserving_config:
+        write_tfserving_config(base, name, tfserving_config)
+    _log_export(spec, state.get("mlflow_run_id"), result.path)
+    return result
+
+
+def _log_export(spec, mlflow_run_id: str | None, version_dir: Path) -> None:
+    """Attach the exported version to the training run in MLflow, if it was tracked."""
+    if not (spec.tracking.enabled and mlflow_run_id):
+        return
+    from kerasflow.track.mlflow import RunTracker
+
+    tracker = RunTracker({**spec.tracking.model_dump(), "required": False}, spec_dict={}, run_dir=version_dir,
+                         kind="export")
+    tracker.start(resume_run_id=mlflow_run_id)
+    try:
+        tracker.log_artifacts(version_dir, f"saved_model/{version_dir.name}")
+        tracker.set_tags({"kerasflow.export_path": str(version_dir.resolve())})
+    finally:
+        tracker.end("FINISHED")
+
+
+def serve(base_path: str | os.PathLike, **options) -> int:
+    """Serve a TF Serving base path until interrupted; returns an exit code."""
+    from kerasflow.serve.server import serve as _serve
+
+    return _serve(base_path, **options)
+
+
+def ui(uri: str | None = None, host: str = "127.0.0.1", port: int = 5000) -> int:
+    """Run the MLflow UI against the configured store until interrupted."""
+    from kerasflow.track.mlflow import resolve_uri
+    from kerasflow.track.ui import launch_ui
+
+    return launch_ui(uri or resolve_uri({}), host=host, port=port)
+
+
+def run(path: str | os.PathLike, overrides: Sequence[str] = (), **options):
+    """Run a pipeline's stages; returns a `PipelineResult`."""
+    from kerasflow.pipeline import run_pipeline
+
+    return run_pipeline(path, overrides=overrides, **options)
+
+
 def reference() -> str:
     """Markdown reference of every spec key, layer and block."""
     from kerasflow.spec.reference import render_reference

@@ -1,0 +1,65 @@
+"""Every spec shipped in the repository validates; the generated docs are current;
+README's commands are the ones CI runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from kerasflow.spec.loader import load_spec, read_file
+
+PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
+FRAGMENTS = sorted((REPO / "specs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
+def test_pipeline_validates(path):
+    loaded = load_spec(path)
+    assert loaded.spec.stages, f"{path.name} declares no stages"
+
+
+@pytest.mark.parametrize("path", FRAGMENTS, ids=[str(p.relative_to(REPO / "specs")) for p in FRAGMENTS])
+def test_fragment_sections_validate(path):
+    """A fragment is a partial spec: each section it holds validates on its own."""
+    from pydantic import ValidationError
+
+    from kerasflow.spec.schema import Spec
+
+    data, _ = read_file(path)
+    assert data, f"{path} is empty"
+    for key, value in data.items():
+        field = Spec.model_fields[key]  # an unknown section name fails here
+        if key in ("kerasflow", "name", "seed", "description", "stages", "vars"):
+            continue
+        try:
+            from pydantic import TypeAdapter
+
+            TypeAdapter(field.annotation).validate_python(value)
+        except ValidationError as exc:  # pragma: no cover - shown on failure
+            pytest.fail(f"{path}: section {key!r} is invalid:\n{exc}")
+
+
+def test_every_fragment_is_used_by_a_pipeline_or_documented():
+    used = set()
+    for p in PIPELINES:
+        text = p.read_text()
+        used |= {f for f in FRAGMENTS if f.name in text}
+    assert used, "pipelines compose no fragments"
+
+
+def test_spec_reference_is_current():
+    from kerasflow.api import reference
+
+    doc = REPO / "docs" / "spec-reference.md"
+    assert doc.exists() and doc.read_text() == reference(), (
+        "docs/spec-reference.md is stale: run `kerasflow schema --reference --out docs/spec-reference.md`")
+
+
+def test_ci_runs_the_readme_commands():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    install, test = 'python -m pip install -e ".[test]"', "python -m pytest"
+    assert 'pip install -e ".[test]" && python -m pytest' in readme
+    assert install in ci and ci.rstrip().endswith(test)
