@@ -52,7 +52,8 @@ class Cluster:
     @property
     def task(self) -> str:
         """`worker 1 of 2` style label for logs."""
-        return f"{self.task_type} {self.task_index} of {self.size}" + (" (chief)" if self.is_chief else "")
+        label = f"{self.task_type} {self.task_index} of {self.size}"
+        return label + (" (chief)" if self.is_chief and self.task_type != "chief" else "")
 
     def tf_config(self) -> str:
         """The `TF_CONFIG` JSON that describes this cluster and task."""

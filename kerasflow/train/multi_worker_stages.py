@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -50,30 +51,33 @@ def train_multi_worker(loaded=None, *, run_dir=None, resume=None, quiet: bool = 
                        workers=None, worker_index: int | None = None) -> MultiWorkerResult:
     """`kerasflow.train.stages.train` for one worker of a multi_worker cluster.
 
-    Args: as `train`, plus
+    Args: as `train` (a `tracker` is used on the chief only), plus
         workers: every worker's `host:port` (default: `TF_CONFIG`).
         worker_index: this process's index in `workers`.
+
+    Raises:
+        SpecError: a bad cluster; TensorFlow already running in this process;
+            another worker lost (start every worker again with `--resume`).
     """
     from kerasflow.train.stages import _check_resolved, _open_run
     from kerasflow.train.strategy import dtype_policy, seed_everything
 
     cluster = resolve_cluster(workers, worker_index)
-    strategy = make_multi_worker_strategy(cluster)  # before the data stage: TF must not have started
-    scratch = None
-    if cluster.is_chief:
-        loaded, run_dir, state = _open_run(loaded, run_dir, resume)
-        shared = run_dir
-    else:
-        scratch = Path(tempfile.mkdtemp(prefix="kerasflow-worker-"))
-        if resume is not None:  # the chief's run dir, read (stage weights, backups) but never written
+    scratch = None if cluster.is_chief else Path(tempfile.mkdtemp(prefix="kerasflow-worker-"))
+    try:
+        if scratch is None:
+            loaded, run_dir, state = _open_run(loaded, run_dir, resume)
+            shared = run_dir
+        elif resume is not None:  # the chief's run dir, read (stage weights, backups) but never written
             loaded, shared, state = _open_run(loaded, None, resume)
         else:
             loaded, _, state = _open_run(loaded, scratch, None)
             shared = Path(run_dir) if run_dir is not None else None
-        run_dir = scratch
-    try:
+        run_dir = scratch or run_dir
         spec = loaded.spec
         _check_resolved(spec, loaded.locs)
+        _check_callbacks(spec.training.stages)
+        strategy = make_multi_worker_strategy(cluster)  # before the data stage: no TF op may run earlier
         seed_everything(spec.seed, spec.training.deterministic)  # one seed everywhere: shuffles must agree
         if not quiet:
             print(f"multi_worker: {cluster.task}, {strategy.num_replicas_in_sync} replicas in sync", flush=True)
@@ -92,9 +96,7 @@ def train_multi_worker(loaded=None, *, run_dir=None, resume=None, quiet: bool = 
         with dtype_policy(spec.training.mixed_precision):
             return _train(loaded, run_dir, shared, state, data, strategy, cluster, None, quiet)
     except Exception as exc:
-        import tensorflow as tf
-
-        if not isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError)):
+        if not _lost_worker(exc):
             raise
         # TF cannot recover in-process: the whole cluster must start again.
         raise SpecError(Problem(
@@ -105,6 +107,11 @@ def train_multi_worker(loaded=None, *, run_dir=None, resume=None, quiet: bool = 
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _lost_worker(exc: Exception) -> bool:
+    tf = sys.modules.get("tensorflow")  # not imported yet: not a TensorFlow error
+    return tf is not None and isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError))
 
 
 def _reason(exc) -> str:
@@ -160,7 +167,6 @@ def _train(loaded, run_dir: Path, shared: Path | None, state: dict, data, strate
 
     spec = loaded.spec
     stages = spec.training.stages
-    _check_callbacks(stages)
     with strategy.scope():
         model = build_model(loaded, data.stats)
     synchronize_batch_norm(model)

@@ -48,7 +48,7 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
         tracker: a started `RunTracker` owned by the caller (not ended here);
             default: one from `spec.tracking`, ended FINISHED / FAILED / KILLED.
         workers, worker_index: `distribution: multi_worker` only, see
-            `kerasflow.train.multi_worker.train_multi_worker`.
+            `kerasflow.train.multi_worker_stages.train_multi_worker`.
     """
     from kerasflow.train.multi_worker_stages import train_multi_worker, uses_multi_worker
 
