@@ -137,3 +137,23 @@ def test_network_pipelines_plan_offline(name):
     assert "Total params:" in text
     if name == "mnist_mlp.yaml":
         assert "Total params: 109,386" in text
+
+
+@pytest.mark.slow
+def test_register_stage_moves_the_alias_only_to_a_better_model(tmp_path, monkeypatch):
+    import mlflow
+
+    from kerasflow.pipeline import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    sets = ["stages=[validate, train, register]", "tracking.register_as=digits", "tracking.alias=prod"]
+    good = run_pipeline(PIPELINES / "quickstart.yaml", overrides=sets + ["training.stages.0.epochs=8"],
+                        echo=lambda s: None)
+    assert good.outputs("register")["alias_moved"] is True
+    worse = run_pipeline(PIPELINES / "quickstart.yaml", overrides=sets + ["training.stages.0.epochs=1"],
+                         echo=lambda s: None, run_dir=tmp_path / "second")
+    assert worse.outputs("register")["alias_moved"] is False
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    holder = client.get_model_version_by_alias("digits", "prod")
+    assert str(holder.version) == str(good.outputs("register")["registered_version"])
+    assert len(client.search_model_versions("name='digits'")) == 2
