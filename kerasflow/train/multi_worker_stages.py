@@ -160,10 +160,9 @@ def _train(loaded, run_dir: Path, shared: Path | None, state: dict, data, strate
     """The stages of `stages._train`, each through `fit_multi_worker`; `shared` is the chief's run dir."""
     from kerasflow.model.builder import build_model
     from kerasflow.train.callbacks import EpochBackup, backup_dir, history_dict, make_callbacks, read_history
-    from kerasflow.train.compile import class_weights, compile_model
+    from kerasflow.train.compile import compile_model
     from kerasflow.train.stages import (_check_finite, _finish, _load_stage_weights, _num_batches, _rebatch,
-                                        _remove_backup, _save_stage_weights, _set_trainable, _single_input,
-                                        _with_sample_weights)
+                                        _remove_backup, _save_stage_weights, _set_trainable, prepare_stages)
 
     spec = loaded.spec
     stages = spec.training.stages
@@ -173,20 +172,7 @@ def _train(loaded, run_dir: Path, shared: Path | None, state: dict, data, strate
     finished = [s.name for s in stages if state["stages"].get(s.name, {}).get("done")]
     if finished:
         _load_stage_weights(model, shared, finished[-1])
-    if tracker is not None and not state.get("tags_logged"):
-        from kerasflow.track.mlflow import default_tags
-
-        tracker.set_tags(default_tags(loaded.hash, data.fingerprint))
-        state["tags_logged"] = True
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
-    (run_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
-
-    train_ds = data.train
-    weights = class_weights(spec, data.targets, data.arrays("train")[1]) if spec.training.class_weight else {}
-    if weights:
-        train_ds = _with_sample_weights(train_ds, weights, data.targets)
-    nodes = list(spec.model.graph(default_input=_single_input(spec)))
+    train_ds, nodes = prepare_stages(loaded, model, run_dir, state, data, tracker)
     steps = 1  # of the last stage run (its schedule goes into the saved model)
     for index, stage in enumerate(stages):
         _set_trainable(model, nodes, stage)

@@ -151,7 +151,7 @@ def _train(loaded, run_dir: Path, state: dict, data, strategy, tracker, quiet: b
     from kerasflow.data.features import plain
     from kerasflow.model.builder import build_model
     from kerasflow.train.callbacks import EpochBackup, backup_dir, make_callbacks
-    from kerasflow.train.compile import class_weights, compile_model
+    from kerasflow.train.compile import compile_model
 
     spec = loaded.spec
     stages = spec.training.stages
@@ -160,20 +160,7 @@ def _train(loaded, run_dir: Path, state: dict, data, strategy, tracker, quiet: b
     finished = [s.name for s in stages if state["stages"].get(s.name, {}).get("done")]
     if finished:  # resumed: continue from the weights the last finished stage ended with
         _load_stage_weights(model, run_dir, finished[-1])
-    if tracker is not None and not state.get("tags_logged"):
-        from kerasflow.track.mlflow import default_tags
-
-        tracker.set_tags(default_tags(loaded.hash, data.fingerprint))
-        state["tags_logged"] = True
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
-    (run_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
-
-    train_ds = data.train
-    weights = class_weights(spec, data.targets, data.arrays("train")[1]) if spec.training.class_weight else {}
-    if weights:
-        train_ds = _with_sample_weights(train_ds, weights, data.targets)
-    nodes = list(spec.model.graph(default_input=_single_input(spec)))
+    train_ds, nodes = prepare_stages(loaded, model, run_dir, state, data, tracker)
     for index, stage in enumerate(stages):
         _set_trainable(model, nodes, stage)  # replayed for finished stages: flags carry over
         if stage.name in finished:
@@ -211,6 +198,29 @@ def _train(loaded, run_dir: Path, state: dict, data, strategy, tracker, quiet: b
         with strategy.scope():
             compile_model(model, spec, stage=len(stages) - 1, steps_per_epoch=1, targets=data.targets)
     return _finish(loaded, model, run_dir, state, data, tracker)
+
+
+def prepare_stages(loaded, model, run_dir: Path, state: dict, data, tracker) -> tuple[Any, list[str]]:
+    """What every training engine does before its first stage: run tags, the model
+    summary file, class weights on the training set. Returns (train dataset, node names)."""
+    from kerasflow.train.compile import class_weights
+
+    spec = loaded.spec
+    if tracker is not None and not state.get("tags_logged"):
+        from kerasflow.track.mlflow import default_tags
+
+        tracker.set_tags(default_tags(loaded.hash, data.fingerprint))
+        state["tags_logged"] = True
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
+    (run_dir / "model_summary.txt").write_text("\n".join(lines) + "\n")
+
+    train_ds = data.train
+    weights = class_weights(spec, data.targets, data.arrays("train")[1]) if spec.training.class_weight else {}
+    if weights:
+        train_ds = _with_sample_weights(train_ds, weights, data.targets)
+    nodes = list(spec.model.graph(default_input=_single_input(spec)))
+    return train_ds, nodes
 
 
 def _check_finite(callbacks: list, index: int, stage_name: str) -> None:
