@@ -10,6 +10,8 @@ what could not be delivered is kept in `<run_dir>/mlflow_unsent_metrics.jsonl`.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import re
@@ -200,14 +202,28 @@ class RunTracker:
         return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
+        self.end_for(exc)
+        return False
+
+    def end_for(self, exc: BaseException | None) -> None:
+        """End the run as its outcome says: FINISHED, KILLED (Ctrl-C) or FAILED (tagged with the error)."""
+        if exc is None:
             self.end("FINISHED")
-        elif issubclass(exc_type, KeyboardInterrupt):
+        elif isinstance(exc, KeyboardInterrupt):
             self.end("KILLED")
         else:
-            self.set_tags({"kerasflow.error": f"{exc_type.__name__}: {exc}"})
+            self.set_tags({"kerasflow.error": f"{type(exc).__name__}: {exc}"})
             self.end("FAILED")
-        return False
+
+    @contextlib.contextmanager
+    def ending(self):
+        """Around work on an already started run: end it as `end_for` does, re-raising any error."""
+        try:
+            yield self
+        except BaseException as exc:
+            self.end_for(exc)
+            raise
+        self.end_for(None)
 
     def child(self, run_name: str) -> "RunTracker":
         """A started nested run (one tuning trial) in the same experiment and store."""

@@ -10,6 +10,8 @@ chief's backup with `--resume RUN_DIR` (or the same `--run-dir`).
 
 from __future__ import annotations
 
+import contextlib
+
 import re
 import shutil
 import sys
@@ -137,21 +139,10 @@ def _with_tracker(loaded, run_dir, state, data, strategy, cluster, tracker, quie
     if tracker.enabled:
         tracker.log_params({"workers": cluster.size, "replicas_in_sync": strategy.num_replicas_in_sync},
                            prefix="multi_worker")
-    try:
-        with dtype_policy(spec.training.mixed_precision):
-            result = _train(loaded, run_dir, run_dir, state, data, strategy, cluster,
-                            tracker if tracker.enabled else None, quiet)
-    except KeyboardInterrupt:
-        if own:
-            tracker.end("KILLED")
-        raise
-    except BaseException as exc:
-        if own:
-            tracker.set_tags({"kerasflow.error": f"{type(exc).__name__}: {exc}"})
-            tracker.end("FAILED")
-        raise
-    if own:
-        tracker.end("FINISHED")
+    # A caller's tracker is the caller's to end; ours ends FINISHED, KILLED or FAILED.
+    with tracker.ending() if own else contextlib.nullcontext(), dtype_policy(spec.training.mixed_precision):
+        result = _train(loaded, run_dir, run_dir, state, data, strategy, cluster,
+                        tracker if tracker.enabled else None, quiet)
     return result
 
 

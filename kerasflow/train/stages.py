@@ -10,6 +10,8 @@ one epoch.
 
 from __future__ import annotations
 
+import contextlib
+
 import fnmatch
 import shutil
 import sys
@@ -82,20 +84,9 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
         tracker.start(resume_run_id=state.get("mlflow_run_id"))
     state["mlflow_run_id"] = tracker.run_id if tracker.enabled else None
     rd.write_json(run_dir / rd.STATE_FILE, state)
-    try:
-        with dtype_policy(spec.training.mixed_precision):
-            result = _train(loaded, run_dir, state, data, strategy, tracker if tracker.enabled else None, quiet)
-    except KeyboardInterrupt:
-        if own:
-            tracker.end("KILLED")
-        raise
-    except BaseException as exc:
-        if own:
-            tracker.set_tags({"kerasflow.error": f"{type(exc).__name__}: {exc}"})
-            tracker.end("FAILED")
-        raise
-    if own:
-        tracker.end("FINISHED")
+    # A caller's tracker is the caller's to end; ours ends FINISHED, KILLED or FAILED.
+    with tracker.ending() if own else contextlib.nullcontext(), dtype_policy(spec.training.mixed_precision):
+        result = _train(loaded, run_dir, state, data, strategy, tracker if tracker.enabled else None, quiet)
     return result
 
 
