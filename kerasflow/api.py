@@ -94,57 +94,10 @@ def export(run_dir: str | os.PathLike, *, base_path: str | os.PathLike | None = 
 
     `settings` (an `ExportSpec`) replaces the run's own `export:` section, for a
     pipeline whose training was cached but whose export settings changed."""
-    import json
+    from kerasflow.export.trained import export_run
 
-    from kerasflow.data.pipeline import prepare_data
-    from kerasflow.export.saved_model import export_version, write_tfserving_config
-    from kerasflow.train import rundir as rd
-    from kerasflow.train.evaluate import load_run_model
-
-    files = rd.read_run(run_dir, need_model=True)
-    spec = files.spec
-    cfg = settings or spec.export
-    model = load_run_model(files)
-    data = data or prepare_data(spec)
-    base = Path(base_path or cfg.base_path or Path("models") / spec.name)
-    name = cfg.model_name or spec.name
-    state = rd.read_state(Path(run_dir))
-    metrics_file = Path(run_dir) / rd.METRICS_FILE
-    metadata = {
-        "spec": files.loaded.raw,
-        "spec_hash": files.loaded.hash,
-        "data_fingerprint": data.fingerprint,
-        "targets": files.targets,
-        "metrics": json.loads(metrics_file.read_text()) if metrics_file.exists() else {},
-        "mlflow_run_id": state.get("mlflow_run_id"),
-        "run_dir": str(Path(run_dir).resolve()),
-    }
-    split = "validation" if data.validation is not None else "test"
-    result = export_version(
-        model, base, version=version or cfg.version, sample_inputs=data.sample_inputs(max(cfg.warmup_requests, 16), split),
-        target_info=files.targets, metadata=metadata, warmup_requests=cfg.warmup_requests,
-        keep=keep or cfg.keep, atol=cfg.atol, model_name=name,
-    )
-    if tfserving_config:
-        write_tfserving_config(base, name, tfserving_config)
-    _log_export(spec, state.get("mlflow_run_id"), result.path)
-    return result
-
-
-def _log_export(spec, mlflow_run_id: str | None, version_dir: Path) -> None:
-    """Attach the exported version to the training run in MLflow, if it was tracked."""
-    if not (spec.tracking.enabled and mlflow_run_id):
-        return
-    from kerasflow.track.mlflow import RunTracker
-
-    tracker = RunTracker({**spec.tracking.model_dump(), "required": False}, spec_dict={}, run_dir=version_dir,
-                         kind="export")
-    tracker.start(resume_run_id=mlflow_run_id)
-    try:
-        tracker.log_artifacts(version_dir, f"saved_model/{version_dir.name}")
-        tracker.set_tags({"kerasflow.export_path": str(version_dir.resolve())})
-    finally:
-        tracker.end("FINISHED")
+    return export_run(run_dir, base_path=base_path, version=version, keep=keep, tfserving_config=tfserving_config,
+                      data=data, settings=settings)
 
 
 def serve(base_path: str | os.PathLike, **options) -> int:

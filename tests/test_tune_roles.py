@@ -51,7 +51,7 @@ def test_a_standalone_search_ignores_stray_keras_tuner_variables(monkeypatch):
     assert os.environ["KERASTUNER_ORACLE_IP"] == "10.0.0.5"
 
 
-def test_settings_trials_would_silently_ignore_are_rejected(valid_spec_path):
+def test_tuning_accepts_what_training_accepts(valid_spec_path):
     import yaml
 
     from kerasflow.spec.loader import load_spec_dict
@@ -61,6 +61,30 @@ def test_settings_trials_would_silently_ignore_are_rejected(valid_spec_path):
     raw["model"]["nodes"]["h2"]["units"] = {"tune": "choice", "values": [32, 64]}
     raw["training"]["class_weight"] = "balanced"
     raw["training"]["stages"][0]["freeze"] = ["h1"]
-    with pytest.raises(SpecError) as err:
-        SpecHyperModel(load_spec_dict(raw))
-    assert [p.path for p in err.value.problems] == ["training.stages[0].freeze", "training.class_weight"]
+    hypermodel = SpecHyperModel(load_spec_dict(raw))
+    assert hypermodel.stage_of(hypermodel.loaded.spec)[0] == len(raw["training"]["stages"]) - 1  # trials run them all
+
+
+@pytest.mark.parametrize("objective, metrics, expected", [
+    ("val_mape", {"test_loss": 1.0, "test_mape": 9.0}, ("test_mape", "min")),
+    ("val_accuracy", {"test_loss": 1.0, "test_accuracy": 0.9}, ("test_accuracy", "max")),
+    ({"name": "val_mape", "direction": "max"}, {"test_loss": 1.0, "test_mape": 0.2}, ("test_mape", "max")),
+    ({"name": "val_accuracy", "direction": "min"}, {"test_accuracy": 0.2}, ("test_accuracy", "min")),
+])
+def test_tuner_and_registry_agree_on_the_direction_of_a_metric(objective, metrics, expected):
+    """One home for metric direction: what the tuner minimizes, the registry's alias decision minimizes too."""
+    from kerasflow.spec.loader import load_spec_dict
+    from kerasflow.train.objective import registry_objective
+    from kerasflow.tune.tuners import make_objective
+
+    tuning = TuningSpec(objective=objective)
+    raw = {"kerasflow": 1, "name": "x", "data": {"source": {"type": "sklearn", "name": "digits"},
+                                                  "features": {"pixels": {"type": "numeric", "shape": [64]}},
+                                                  "target": {"name": "label", "type": "category", "num_classes": 10}},
+           "model": {"sequential": [{"layer": "dense", "units": 10, "activation": "softmax"}]},
+           "training": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy", "mape"],
+                        "stages": [{"name": "main", "epochs": 1}]},
+           "tuning": tuning.model_dump(exclude_none=True)}
+    spec = load_spec_dict(raw).spec
+    assert registry_objective(spec, metrics) == expected
+    assert make_objective(tuning).direction == expected[1]

@@ -76,6 +76,29 @@ def compare(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray]
     return max_diff
 
 
+def expected_outputs(model, target_info, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What the serving signature answers for `rows`, computed in this process
+    from the Keras model (the reference `check_parity` and a served model are held to)."""
+    from kerasflow.export import signature
+
+    specs = signature.input_specs(model)
+    fn = signature.serving_function(model, target_info)
+    return signature.call_eagerly(fn, signature.coerce_inputs(rows, specs))
+
+
+def compare_served(expected: Mapping[str, np.ndarray], served: Mapping, *, atol: float) -> float:
+    """`compare` for outputs decoded from a REST response (lists; strings as text)."""
+    want, got = {}, {}
+    for name, value in expected.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "SO":  # class names: bytes in TF, text in JSON
+            value = np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v), otypes=[object])(value)
+        want[name] = value
+        if name in served:
+            got[name] = np.asarray(served[name], dtype=value.dtype if value.dtype.kind != "O" else object)
+    return compare(want, got, atol=atol)
+
+
 def _run_child(saved_model_dir: Path, work: Path) -> dict[str, np.ndarray]:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)

@@ -12,33 +12,33 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kerasflow.train.rundir import CHECKPOINTS_DIR, HISTORY_FILE
+from kerasflow.spec.errors import Problem, SpecError
+from kerasflow.runs import CHECKPOINTS_DIR, HISTORY_FILE, RunDir
 
 EPOCH, STAGE = "epoch", "stage"
 
 
-def backup_dir(run_dir: Path, stage_name: str) -> Path:
-    """Where `BackupAndRestore` keeps the latest epoch of a stage."""
-    return Path(run_dir) / CHECKPOINTS_DIR / "backup" / stage_name
+class EpochBackup(keras.callbacks.Callback):
+    """Backs up a stage after every epoch into one `latest.npz` (model weights,
+    optimizer variables, next epoch), written atomically; `restore` puts it back
+    before the next `fit`, which then starts at the saved epoch.
 
-
-class EpochBackup(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` keeping one `latest.npz` (model weights, optimizer
-    variables, next epoch) written atomically at the end of each epoch.
-
-    One `np.savez` plus a rename costs a few milliseconds where the stock
-    `.weights.h5` + metadata pair (and its `double_checkpoint` copies) costs
-    tens, which a small model pays every epoch. A kill leaves the previous file
-    or the new one, never half of one. An epoch whose loss is NaN/Inf is not
-    backed up, so a resume starts from the last good weights.
+    The role of Keras' `BackupAndRestore`, through public APIs only: that class
+    is customised by overriding its private `_save_model`/`_load_model` and
+    resumes by setting the model's private `_initial_epoch`. One `np.savez` plus
+    a rename also costs a few milliseconds where the stock `.weights.h5` +
+    metadata pair costs tens, which a small model pays every epoch. A kill
+    leaves the previous file or the new one, never half of one. An epoch whose
+    loss is NaN/Inf is not backed up, so a resume starts from the last good weights.
 
     Args:
         backup_dir: directory of this stage's backup (used by no other callback).
     """
 
     def __init__(self, backup_dir: str | os.PathLike):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        super().__init__()
         self.file = Path(backup_dir) / "latest.npz"
+        self.restored_epoch: int | None = None
 
     @staticmethod
     def saved_epoch(backup_dir: str | os.PathLike) -> int | None:
@@ -49,40 +49,37 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         with np.load(file) as saved:
             return int(saved["epoch"])
 
-    def on_train_begin(self, logs=None):
-        self._load_model()
+    def restore(self, model) -> int | None:
+        """Load the backup into `model` (compiled); return the epoch to start at, or None."""
+        if not self.file.exists():
+            return None
+        with np.load(self.file) as saved:
+            model.set_weights([saved[f"w{i}"] for i in range(int(saved["n_weights"]))])
+            optimizer = model.optimizer
+            n = int(saved["n_optimizer"])
+            if optimizer is not None and n:
+                if not optimizer.built:
+                    optimizer.build(model.trainable_variables)
+                if len(optimizer.variables) != n:
+                    raise SpecError(Problem(
+                        path=str(self.file), message="the backup does not fit this stage's optimizer",
+                        expected=f"{len(optimizer.variables)} optimizer variables", received=str(n),
+                        hint="the run was started with another spec; start a new run"))
+                for i, variable in enumerate(optimizer.variables):
+                    variable.assign(saved[f"o{i}"])
+            self.restored_epoch = int(saved["epoch"])
+        return self.restored_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             return
-        super().on_epoch_end(epoch, logs)
-
-    def _load_model(self):
-        if not self.file.exists():
-            return
-        with np.load(self.file) as saved:
-            self.model.set_weights([saved[f"w{i}"] for i in range(int(saved["n_weights"]))])
-            optimizer = self.model.optimizer
-            n = int(saved["n_optimizer"])
-            if optimizer is not None and n:
-                if not optimizer.built:
-                    optimizer.build(self.model.trainable_variables)
-                if len(optimizer.variables) != n:
-                    raise ValueError(f"the backup in {self.file} holds {n} optimizer variables, the optimizer has "
-                                     f"{len(optimizer.variables)}: the run was started with another spec")
-                for i, variable in enumerate(optimizer.variables):
-                    variable.assign(saved[f"o{i}"])
-            self.model._initial_epoch = int(saved["epoch"])
-
-    def _save_model(self):
         self.file.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"w{i}": w for i, w in enumerate(self.model.get_weights())}
         optimizer_vars = self.model.optimizer.variables if self.model.optimizer is not None else []
         arrays.update({f"o{i}": v.numpy() for i, v in enumerate(optimizer_vars)})
         tmp = self.file.with_name(".latest.tmp.npz")
-        np.savez(tmp, n_weights=len(self.model.weights), n_optimizer=len(optimizer_vars),
-                 epoch=self._current_epoch, **arrays)
+        np.savez(tmp, n_weights=len(self.model.weights), n_optimizer=len(optimizer_vars), epoch=epoch + 1, **arrays)
         os.replace(tmp, self.file)
 
 
@@ -196,7 +193,7 @@ def history_dict(rows: list[dict]) -> dict[str, list]:
     return {k: [row.get(k, float("nan")) for row in rows] for k in keys}
 
 
-def make_callbacks(stage, *, run_dir: Path, tracker=None) -> list:
+def make_callbacks(stage, *, run_dir: Path, tracker=None, resumable: bool = True) -> list:
     """Callbacks for one stage's `fit`, in the order they must run.
 
     Args:
@@ -204,6 +201,8 @@ def make_callbacks(stage, *, run_dir: Path, tracker=None) -> list:
         run_dir: the run directory.
         tracker: a started `RunTracker` or None; its callback logs each epoch
             with step = global epoch (epochs are already global, so offset 0).
+        resumable: include the epoch backup and `model_checkpoint` (a tuning
+            trial has neither: KerasTuner keeps the best epoch itself).
     """
     run_dir = Path(run_dir)
     spec = stage.callbacks
@@ -211,18 +210,18 @@ def make_callbacks(stage, *, run_dir: Path, tracker=None) -> list:
         # The row of an epoch is written before its backup: a kill in between
         # repeats the epoch, which then replaces its row.
         HistoryWriter(run_dir / HISTORY_FILE, stage.name),
-        # Always on and before the rest: it restores weights, optimizer state and
-        # the epoch before others look at them. Kept after fit until state.json
-        # records the stage as done, so no kill window loses it.
-        EpochBackup(backup_dir(run_dir, stage.name)),
     ]
+    if resumable:
+        # Kept after fit until state.json records the stage as done, so no kill
+        # window loses it.
+        cbs.append(EpochBackup(RunDir(run_dir).backup_dir(stage.name)))
     if spec.terminate_on_nan:
         cbs.append(NanStop())
     if spec.reduce_lr_on_plateau is not None:
         c = spec.reduce_lr_on_plateau
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=c.monitor, factor=c.factor, patience=c.patience,
                                                      min_lr=c.min_lr, mode=c.mode))
-    if spec.model_checkpoint is not None:
+    if spec.model_checkpoint is not None and resumable:
         c = spec.model_checkpoint
         path = run_dir / CHECKPOINTS_DIR / f"{stage.name}.best.keras"
         cbs.append(keras.callbacks.ModelCheckpoint(str(path), monitor=c.monitor, mode=c.mode,

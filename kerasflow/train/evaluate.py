@@ -1,7 +1,7 @@
 """Evaluate a finished run on a split, and predict from a file of raw features.
 
-Both rebuild the model from the run directory alone (spec, stats, weights),
-so nothing is re-adapted and no custom object has to be registered to load it.
+Both rebuild the model from the run directory alone (`RunDir.load_model`:
+spec, stats, weights), so nothing is re-adapted.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from kerasflow.spec.errors import Problem, SpecError
-from kerasflow.train import rundir as rd
+from kerasflow.runs import RunDir, write_json
 
 _CLASSIFICATION = ("category", "binary", "sequence")
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".json": "jsonl",
@@ -46,17 +46,6 @@ def predicted_classes(pred: np.ndarray) -> np.ndarray:
     return pred.argmax(axis=-1)
 
 
-def load_run_model(files: rd.RunFiles):
-    """The trained model of a run: rebuilt from spec + stats, weights from model.keras."""
-    from kerasflow.model.builder import build_model
-    from kerasflow.train.strategy import dtype_policy
-
-    with dtype_policy(files.spec.training.mixed_precision):
-        model = build_model(files.loaded, files.stats)
-    model.load_weights(str(files.run_dir / rd.MODEL_FILE))
-    return model
-
-
 def evaluate_run(run_dir, split: str = "test") -> dict:
     """Metrics of a trained run on `split`, with per-class precision/recall/F1
     for classification targets. Also written to `<run_dir>/evaluation_<split>.json`.
@@ -72,14 +61,15 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
 
     if split not in SPLITS:
         raise SpecError(Problem(path="--split", message=f"unknown split `{split}`", expected="one of: " + ", ".join(SPLITS)))
-    files = rd.read_run(run_dir, need_model=True)
+    run = RunDir(run_dir)
+    files = run.read(need_model=True)
     spec = files.spec
     data = prepare_data(spec)
     ds = getattr(data, split)
     if ds is None:
         raise SpecError(Problem(path=f"data.split.{split}", message=f"the {split} split is empty",
                                 hint="evaluate another split (--split validation)"))
-    model = load_run_model(files)
+    model = run.load_model(files)
     compile_model(model, spec, stage=len(spec.training.stages) - 1, steps_per_epoch=1, targets=files.targets)
     metrics = {k: float(v) for k, v in model.evaluate(ds, return_dict=True, verbose=0).items()}
     y_true, y_pred = collect_predictions(model, ds)
@@ -87,10 +77,10 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
                  for name, info in files.targets.items() if info.get("type") in _CLASSIFICATION and name in y_pred}
     result = {
         "run_dir": str(files.run_dir), "split": split, "examples": int(data.sizes.get(split) or 0),
-        "data_changed": rd.read_state(files.run_dir).get("data_fingerprint") not in (None, data.fingerprint),
+        "data_changed": run.state().get("data_fingerprint") not in (None, data.fingerprint),
         "metrics": metrics, "per_class": per_class,
     }
-    rd.write_json(files.run_dir / f"evaluation_{split}.json", result)
+    write_json(run / f"evaluation_{split}.json", result)
     return result
 
 
@@ -130,7 +120,8 @@ def predict_run(run_dir, input_file, output_file) -> int:
     """
     from kerasflow.data.features import plain
 
-    files = rd.read_run(run_dir, need_model=True)
+    run = RunDir(run_dir)
+    files = run.read(need_model=True)
     spec = files.spec
     frame = _read_table(Path(input_file), "--input")
     names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)
@@ -138,7 +129,7 @@ def predict_run(run_dir, input_file, output_file) -> int:
     for name in names:
         features[name], cols = _feature_values(frame, name, spec.data.features[name])
         used |= set(cols)
-    model = load_run_model(files)
+    model = run.load_model(files)
     preds = model.predict(features, batch_size=int(plain(spec.data.batch_size)), verbose=0) if len(frame) else {}
     out = frame[[c for c in frame.columns if c not in used]].copy()
     for name, info in files.targets.items():

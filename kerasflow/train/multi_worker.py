@@ -24,13 +24,21 @@ from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.train.cluster import TF_CONFIG, Cluster
 
 
+_STRATEGIES: dict[str, object] = {}  # one per process and cluster: TF configures collectives once
+
+
 def make_multi_worker_strategy(cluster: Cluster):
-    """`MultiWorkerMirroredStrategy` for `cluster`; must run before any TensorFlow op of the process."""
-    os.environ[TF_CONFIG] = cluster.tf_config()
+    """`MultiWorkerMirroredStrategy` for `cluster`; the first call must come before
+    any TensorFlow op of the process, later calls return the same strategy."""
+    config = cluster.tf_config()
+    if config in _STRATEGIES:
+        return _STRATEGIES[config]
+    os.environ[TF_CONFIG] = config
     import tensorflow as tf
 
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        _STRATEGIES[config] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES[config]
     except RuntimeError as exc:  # "Collective ops must be configured at program startup"
         raise SpecError(Problem(
             path="training.distribution", message=f"multi_worker cannot start: {exc}",

@@ -5,9 +5,11 @@ that `kerasflow train` uses.
 Per trial, `build(hp)` declares every marker as a hyperparameter named by its
 dotted spec path (inside `hp.conditional_scope` for markers in an
 alternative), fills the markers with the trial's values, validates the result
-as a spec and builds + compiles it. `fit` trains one stage on data prepared
-once per process: preprocessing statistics are computed once and handed to
-the builder, never adapted per trial.
+as a spec and builds + compiles it. `fit` runs the trial's stages through
+`kerasflow.train.engine`, exactly as `kerasflow train` runs them (freeze and
+unfreeze, class weights, callbacks, weight carry-over), with KerasTuner's
+callbacks on every stage, on data prepared once per process: preprocessing
+statistics are computed once and handed to the builder, never adapted per trial.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner as kt
+import numpy as np
 
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.spec.search_space import Param, find_params, substitute
@@ -56,8 +60,10 @@ class SpecHyperModel(kt.HyperModel):
         loaded: the `LoadedSpec` with markers (its `raw` is the search space).
         data: a `PreparedData` to train on; default: prepared on first use from
             the spec with every marker at its default (a chief never needs it).
-        stage: name of the training stage trials run (default: the first).
-        verbose: Keras `fit` verbosity.
+        stage: name of the last training stage trials run (default: the last,
+            so a trial trains what `kerasflow train` trains); Hyperband's epoch
+            budget applies to it.
+        verbose: Keras `fit` verbosity (0: quiet).
     """
 
     def __init__(self, loaded, *, data=None, stage: str | None = None, verbose: int | str = 0):
@@ -69,7 +75,7 @@ class SpecHyperModel(kt.HyperModel):
         self._data = data
         self.trial_dir: Path | None = None
         self._builds = 0
-        self._check_supported(loaded.spec)
+        self.stage_of(loaded.spec)  # an unknown stage name fails now, not in every trial
 
     # -- search space ------------------------------------------------------
 
@@ -113,7 +119,8 @@ class SpecHyperModel(kt.HyperModel):
     # -- one trial ---------------------------------------------------------
 
     def build(self, hp: kt.HyperParameters):
-        """Build and compile the trial's model exactly as `kerasflow train` would.
+        """Build and compile (for its first stage) the trial's model exactly as
+        `kerasflow train` would.
 
         Each execution of a trial (`executions_per_trial`) starts from its own
         seed, so repeated executions average over initializations.
@@ -123,93 +130,83 @@ class SpecHyperModel(kt.HyperModel):
 
         loaded = self.resolve(hp, seed_offset=self._builds)
         self._builds += 1
-        spec = loaded.spec
-        index, stage = self.stage_of(spec)
         data = self.data
         try:
             model = build_model(loaded, data.stats)
-            compile_model(model, spec, stage=index, steps_per_epoch=self._steps(spec, stage),
-                          targets=data.targets)
+            compile_model(model, loaded.spec, stage=0, steps_per_epoch=1, targets=data.targets)
         except Exception as err:  # a shape error is a property of these values: the trial fails
             raise kt.errors.FailedTrialError(f"the model cannot be built: {err}") from err
         return model
 
     def fit(self, hp: kt.HyperParameters, model, *args, callbacks=None, epochs=None, initial_epoch: int = 0,
-            **kwargs):
-        """Train one stage (its epochs, batch size and callbacks) and return the History.
+            **kwargs) -> dict[str, float]:
+        """Train the trial's stages through the training engine; return the final
+        model's metrics (validation metrics of the model as training ends it,
+        which is the model `best.yaml` retrains).
 
-        `epochs`/`initial_epoch` given by the tuner (hyperband) take precedence.
+        `epochs`/`initial_epoch` given by the tuner (Hyperband) are the budget of
+        the last stage; a continued Hyperband trial (`initial_epoch > 0`) starts
+        from a model that already ran the earlier stages.
 
         Raises:
             keras_tuner.errors.FailedTrialError: the loss became NaN or infinite.
         """
-        import keras
+        from kerasflow.train.engine import Session, keras_fit, run_stages
 
-        from kerasflow.train.callbacks import make_callbacks
+        loaded = self.resolve(hp)
+        spec = loaded.spec
+        last, final = self.stage_of(spec)
+        stages = spec.training.stages[:last + 1]
+        state: dict = {"stages": {}, "epoch": 0}
+        epochs_of = None
+        if epochs is not None:
+            if initial_epoch:
+                state["stages"] = {s.name: {"done": True} for s in stages[:-1]}
+                state["epoch"] = sum(int(s.epochs) for s in stages[:-1]) + int(initial_epoch)
 
-        spec = self.resolve(hp).spec
-        _, stage = self.stage_of(spec)
-        data = self.data
-        batch_size = int(stage.batch_size or spec.data.batch_size)
-        train_ds = _rebatch(data.train, batch_size, data.batch_size, data.sizes.get("train"))
-        val_ds = _rebatch(data.validation, batch_size, data.batch_size, data.sizes.get("validation"))
-        if stage.steps_per_epoch:
-            train_ds = train_ds.repeat()
-        trial_dir = self.trial_dir or Path(".")
-        own = [c for c in make_callbacks(stage, run_dir=trial_dir)
-               # Resuming inside a trial would mix executions; KerasTuner keeps the best epoch itself.
-               if not isinstance(c, (keras.callbacks.BackupAndRestore, keras.callbacks.ModelCheckpoint))]
-        history = model.fit(
-            train_ds, validation_data=val_ds, epochs=int(epochs or stage.epochs), initial_epoch=initial_epoch,
-            steps_per_epoch=stage.steps_per_epoch, callbacks=own + list(callbacks or []),
-            verbose=self.verbose,  # not search()'s `verbose`, which is about KerasTuner's own display
-        )
-        for epoch, loss in zip(history.epoch, history.history.get("loss", [])):
-            if not math.isfinite(loss):
-                raise kt.errors.FailedTrialError(f"the loss became {loss} at epoch {epoch + 1}")
-        return history
+            def epochs_of(stage):
+                return int(epochs) - int(initial_epoch) if stage.name == final.name else int(stage.epochs)
+
+        last_logs = _LastLogs()
+        session = Session(loaded=loaded, model=model, data=self.data, run_dir=self.trial_dir or Path("."),
+                          state=state, resumable=False, extra_callbacks=(*(callbacks or []), last_logs),
+                          last_stage=last, epochs_of=epochs_of, quiet=not self.verbose)
+        try:
+            run_stages(session, keras_fit)
+        except SpecError as err:  # a NaN loss: a property of these values
+            raise kt.errors.FailedTrialError(str(err)) from err
+        if last_logs.bad is not None:
+            raise kt.errors.FailedTrialError(f"the loss became {last_logs.bad[1]} at epoch {last_logs.bad[0] + 1}")
+        metrics = dict(last_logs.logs)
+        if self.data.validation is not None:  # early stopping may have restored an earlier epoch's weights
+            results = model.evaluate(self.data.validation, return_dict=True, verbose=0)
+            metrics.update({f"val_{k}": float(v) for k, v in results.items()})
+        return metrics
 
     # -- helpers -----------------------------------------------------------
 
     def stage_of(self, spec) -> tuple[int, Any]:
-        """(index, stage) of the training stage trials run."""
+        """(index, stage) of the last training stage trials run."""
         stages = spec.training.stages
         names = [s.name for s in stages]
         if self.stage is None:
-            return 0, stages[0]
+            return len(stages) - 1, stages[-1]
         if self.stage not in names:
             raise SpecError(Problem(path="tuning.stage", message=f"`{self.stage}` is not a training stage",
                                     expected="one of: " + ", ".join(names)))
         return names.index(self.stage), stages[names.index(self.stage)]
 
-    def _check_supported(self, spec) -> None:
-        index, stage = self.stage_of(spec)
-        problems = [Problem(path=f"training.stages[{index}].{key}", message=f"tuning does not apply `{key}` yet",
-                            hint="tune a stage without it, or tune on the stage that trains from scratch")
-                    for key in ("freeze", "unfreeze") if getattr(stage, key)]
-        if spec.training.class_weight is not None:
-            problems.append(Problem(path="training.class_weight", message="tuning does not apply class weights yet",
-                                    hint="remove class_weight while tuning; trials would differ from training"))
-        if problems:
-            raise SpecError(problems)
 
-    def _steps(self, spec, stage) -> int:
-        if stage.steps_per_epoch:
-            return int(stage.steps_per_epoch)
-        size = self.data.sizes.get("train") or 0
-        return max(-(-size // int(stage.batch_size or spec.data.batch_size)), 1)
+class _LastLogs(keras.callbacks.Callback):
+    """The last epoch's logs over all stages, and the first epoch whose loss was not finite."""
 
+    def __init__(self):
+        super().__init__()
+        self.logs: dict[str, float] = {}
+        self.bad: tuple[int, float] | None = None
 
-def _rebatch(ds, batch_size: int, prepared: int, size: int | None):
-    """`ds` with `batch_size` examples per batch (trials may tune the batch size).
-
-    `rebatch` loses the cardinality; restoring it (`size` examples) lets Keras
-    know the steps per epoch instead of running into the end of the data."""
-    if ds is None or batch_size == prepared:
-        return ds
-    import tensorflow as tf
-
-    ds = ds.rebatch(batch_size)
-    if size:
-        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-size // batch_size)))
-    return ds
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs = {k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0}
+        loss = self.logs.get("loss")
+        if loss is not None and not math.isfinite(loss) and self.bad is None:
+            self.bad = (epoch, loss)

@@ -18,6 +18,7 @@ from typing import Any
 
 import keras_tuner as kt
 
+from kerasflow.runs import default_dir
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.spec.loader import spec_hash
 from kerasflow.spec.search_space import RESERVED_PREFIX, find_params
@@ -31,10 +32,6 @@ BEST_FILE = "best.yaml"
 PLOT_FILE = "tuning.png"
 _SEARCH_FILE = "kerasflow_search.json"  # which search space the project belongs to
 _PARENT_RUN_FILE = "mlflow_parent_run_id"
-# Objective words that say which way is better (checked on the name without `val_`).
-_MINIMIZE = ("loss", "error", "mae", "mse", "mape", "msle", "crossentropy", "hinge", "divergence", "poisson",
-             "cosh", "huber")
-_MAXIMIZE = ("accuracy", "acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "dice")
 
 
 @dataclass
@@ -92,7 +89,7 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
                                 hint="mark a value, e.g. units: {tune: int, min: 32, max: 256, step: 32}"))
     objective = make_objective(tuning)
     env = role_environment(role, chief_address, port, worker_id)
-    run_dir = Path(run_dir) if run_dir is not None else Path("runs") / spec.name / "tune"
+    run_dir = Path(run_dir) if run_dir is not None else default_dir(spec.name, "tune")
     run_dir.mkdir(parents=True, exist_ok=True)
     project = run_dir / PROJECT
     search_key = _search_key(loaded.raw)
@@ -146,17 +143,11 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
 
 def make_objective(tuning: TuningSpec) -> kt.Objective:
     """The KerasTuner objective: the declared direction, else inferred from the metric name."""
+    from kerasflow.train.objective import direction
+
     if not isinstance(tuning.objective, str):
-        return kt.Objective(tuning.objective.name, tuning.objective.direction)
-    name = tuning.objective
-    bare = name.lower().removeprefix("val_")
-    if any(word in bare for word in _MINIMIZE):
-        return kt.Objective(name, "min")
-    if any(word in bare for word in _MAXIMIZE):
-        return kt.Objective(name, "max")
-    raise SpecError(Problem(path="tuning.objective", message=f"cannot tell whether `{name}` is better high or low",
-                            expected="{name: METRIC, direction: min | max}", received=name,
-                            hint=f"write objective: {{name: {name}, direction: max}}"))
+        return kt.Objective(tuning.objective.name, direction(tuning.objective.name, tuning.objective.direction))
+    return kt.Objective(tuning.objective, direction(tuning.objective))
 
 
 # ---------------------------------------------------------------- tuners
