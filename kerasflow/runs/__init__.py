@@ -1,0 +1,7 @@
+"""Run directories: the one type every reader and writer of `runs/` uses."""
+
+from kerasflow.runs.rundir import (CHECKPOINTS_DIR, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS_DIR, SPEC_FILE,
+                                   STATE_FILE, STATS_FILE, TARGETS_FILE, RunDir, default_dir, write_json)
+
+__all__ = ["RunDir", "default_dir", "write_json", "SPEC_FILE", "STATS_FILE", "TARGETS_FILE", "STATE_FILE",
+           "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "CHECKPOINTS_DIR", "PLOTS_DIR"]
