@@ -9,6 +9,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = Path(__file__).resolve().parent / "specs"
+DIGITS_MLP = SPECS / "digits_mlp.yaml"  # the one digits MLP spec tests train (change it with --set)
 
 
 @pytest.fixture

@@ -225,8 +225,9 @@ class RunTracker:
             raise
         self.end_for(None)
 
-    def child(self, run_name: str) -> "RunTracker":
-        """A started nested run (one tuning trial) in the same experiment and store."""
+    def child(self, run_name: str, *, resume_run_id: str | None = None) -> "RunTracker":
+        """A started nested run (one tuning trial) in the same experiment and store;
+        `resume_run_id` reopens an earlier one (a trial retried after a kill)."""
         cfg = {**self.cfg, "uri": self.uri, "experiment": self.experiment_name, "run_name": run_name, "required": True}
         trial_dir = self.run_dir / "trials" / re.sub(r"[^\w.-]", "_", run_name)
         child = RunTracker(cfg, spec_dict=self.spec_dict, run_dir=trial_dir, kind="trial", parent_run_id=self.run_id)
@@ -234,7 +235,7 @@ class RunTracker:
             child.enabled = False
             return child
         try:
-            child.start()
+            child.start(resume_run_id=resume_run_id)
         except SpecError as err:
             self._warn_once("child", f"trial run {run_name!r} not tracked: {first_line(err)}")
             child.enabled = False

@@ -109,6 +109,7 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
     with environment(env):
         parent = _ParentRun(loaded, run_dir, project, role, restart and role != "worker", env["KERASTUNER_TUNER_ID"])
         end = parent.end
+        tuner = None
         try:
             if role != "worker":
                 parent.get()  # opened before the oracle serves, so workers find its id
@@ -117,6 +118,7 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
             if role != "worker":
                 (project / _SEARCH_FILE).write_text(json.dumps({"search": search_key}))
                 parent.save()
+                tuner.settle_trial_runs()
             tuner.search(verbose=0 if quiet else 1)
         except RuntimeError as err:
             if "consecutive failures" not in str(err):
@@ -129,9 +131,13 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
                 hint="the last trial's error is above; fix the space or raise the limit",
             )) from None
         except KeyboardInterrupt:
+            if tuner is not None:
+                tuner.end_running_trials("KILLED")
             end("KILLED")
             raise
         except BaseException:
+            if tuner is not None:
+                tuner.end_running_trials("FAILED")
             end("FAILED")
             raise
     if role == "worker":
@@ -178,10 +184,30 @@ class _SpecTuner:
         super().on_trial_begin(trial)
         tracker = self._parent.get()
         if tracker is not None:
-            child = tracker.child(f"trial-{trial.trial_id}")
-            child.log_params(dict(trial.hyperparameters.values))
-            child.set_tags({"kerasflow.trial_id": trial.trial_id, "kerasflow.tuner_id": self.tuner_id})
+            # A trial retried after a kill keeps its run: one MLflow run per trial.
+            earlier = self._parent.trial_runs().pop(trial.trial_id, None)
+            child = tracker.child(f"trial-{trial.trial_id}", resume_run_id=earlier.info.run_id if earlier else None)
+            if earlier is None:
+                child.log_params(dict(trial.hyperparameters.values))
+            child.set_tags({"kerasflow.trial_id": trial.trial_id, "kerasflow.tuner_id": self.tuner_id,
+                            "kerasflow.trial_status": "RUNNING"})
             self._trial_runs[trial.trial_id] = child
+
+    def settle_trial_runs(self) -> None:
+        """End the MLflow runs a killed search left RUNNING: a trial the oracle
+        finished ends as it did; one it will retry stays for `on_trial_begin` to reuse."""
+        for trial_id, run in self._parent.trial_runs().items():
+            trial = self.oracle.trials.get(trial_id)
+            if run.info.status != "RUNNING" or trial is None or trial.status in ("RUNNING", "IDLE"):
+                continue
+            self._parent.end_trial_run(run.info.run_id, "FINISHED" if trial.status == "COMPLETED" else "FAILED")
+
+    def end_running_trials(self, status: str) -> None:
+        """End this process's open trial runs (the search was interrupted)."""
+        for trial_id in list(self._trial_runs):
+            child = self._trial_runs.pop(trial_id)
+            child.set_tags({"kerasflow.trial_status": status})
+            child.end(status)
 
     def run_trial(self, trial, *args, **kwargs):
         self.hypermodel.begin_trial(self.get_trial_dir(trial.trial_id))
@@ -320,6 +346,7 @@ class _ParentRun:
         self.restart, self.tuner_id = restart, tuner_id
         self.tracker = None
         self.owned = False
+        self._earlier: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -341,6 +368,30 @@ class _ParentRun:
     def save(self) -> None:
         if self.run_id:
             self.file.write_text(self.run_id)
+
+    def trial_runs(self) -> dict[str, Any]:
+        """The MLflow runs earlier attempts of this search opened, by trial id,
+        read from the store once (what survives a kill; later trials are this
+        process's own)."""
+        if self._earlier is None:
+            tracker = self.get()
+            self._earlier = {}
+            if tracker is not None and tracker.run_id:
+                from kerasflow.track.transport import client_for
+
+                runs = client_for(tracker.uri).search_runs(
+                    [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}'",
+                    order_by=["attributes.start_time ASC"], max_results=5000)
+                self._earlier = {run.data.tags["kerasflow.trial_id"]: run for run in runs
+                                 if "kerasflow.trial_id" in run.data.tags}
+        return self._earlier
+
+    def end_trial_run(self, run_id: str, status: str) -> None:
+        from kerasflow.track.transport import client_for
+
+        client = client_for(self.get().uri)
+        client.set_tag(run_id, "kerasflow.trial_status", "COMPLETED" if status == "FINISHED" else status)
+        client.set_terminated(run_id, status)
 
     def end(self, status: str) -> None:
         if self.tracker is not None and self.owned:
