@@ -259,15 +259,18 @@ def ui(uri, host, port) -> None:
 @click.option("--from", "start", help="Start at this stage.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Pipeline directory (default runs/<name>/pipeline/).")
 @click.option("--quiet", is_flag=True)
+@click.option("--workers", metavar="HOST:PORT,...",
+              help="multi_worker: every worker's address, the same list on each (default: TF_CONFIG).")
+@click.option("--worker-index", type=int, help="multi_worker: this process's index in --workers (0 is the chief).")
 @_reports_errors
-def run(pipeline, overrides, only, start, run_dir, quiet) -> None:
+def run(pipeline, overrides, only, start, run_dir, quiet, workers, worker_index) -> None:
     """Run PIPELINE's stages in order, reusing stages whose inputs are unchanged."""
     from kerasflow import api
     from kerasflow.report import print_pipeline_summary
 
     only_list = [s.strip() for s in only.split(",") if s.strip()] if only else []
     result = api.run(pipeline, overrides, only=only_list, start=start, run_dir=run_dir, quiet=quiet,
-                     echo=lambda line: click.echo(line))
+                     echo=lambda line: click.echo(line), workers=workers, worker_index=worker_index)
     print_pipeline_summary(result)
 
 

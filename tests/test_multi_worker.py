@@ -1,6 +1,7 @@
 """`training.distribution: multi_worker`: the cluster from flags or TF_CONFIG
 (fast, no TensorFlow) and two `kerasflow train` workers on 127.0.0.1 that end
-with identical weights and single-process quality."""
+with identical weights and single-process quality, and the same as a
+`kerasflow run` pipeline."""
 
 from __future__ import annotations
 
@@ -205,3 +206,35 @@ def test_two_workers_train_identical_weights_at_single_process_quality(tmp_path)
     assert len(history) == 1 + EPOCHS
     assert weights_fingerprint(keras.saving.load_model(tmp_path / "multi" / "model.keras")) == fingerprints[0]
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["multi", "single"]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_kerasflow_run_trains_a_multi_worker_pipeline_with_two_workers(tmp_path):
+    """Both workers run `kerasflow run`: worker 1 joins the chief's `train` stage, the
+    chief alone evaluates and exports, and the exported model has the chief's weights."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    workers = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    sets = ["training.distribution=multi_worker", "tracking.enabled=false", "training.stages.0.epochs=8",
+            "stages=[validate, train, evaluate, export]"]
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    procs = []
+    for i, log in enumerate(logs):
+        with log.open("w") as out:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "kerasflow.cli", "run", str(QUICKSTART), "--run-dir", "pipe",
+                 "--workers", workers, "--worker-index", str(i), *[a for s in sets for a in ("--set", s)]],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+    _wait_all(procs, timeout=600)
+    outputs = [log.read_text() for log in logs]
+    for i, (proc, output) in enumerate(zip(procs, outputs)):
+        assert proc.returncode == 0, f"worker {i} exited {proc.returncode}:\n{output[-3000:]}"
+
+    assert "[train] running (joining the chief)" in outputs[1]
+    assert "[export]" not in outputs[1] and "[export] running" in outputs[0]
+    state = json.loads((tmp_path / "pipe" / "pipeline.json").read_text())
+    assert [state["stages"][s]["status"] for s in ("validate", "train", "evaluate", "export")] == ["done"] * 4
+    history = (tmp_path / "pipe" / "train" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 8
+    assert state["stages"]["train"]["outputs"]["metrics"]["test_accuracy"] > 0.9
+    assert (tmp_path / "models" / "quickstart" / "1" / "saved_model.pb").is_file()
