@@ -157,3 +157,22 @@ def test_register_stage_moves_the_alias_only_to_a_better_model(tmp_path, monkeyp
     holder = client.get_model_version_by_alias("digits", "prod")
     assert str(holder.version) == str(good.outputs("register")["registered_version"])
     assert len(client.search_model_versions("name='digits'")) == 2
+
+
+@pytest.mark.slow
+def test_run_trains_with_the_tuned_batch_size(tmp_path, monkeypatch):
+    """Data is prepared once, from the spec whose batch size is still a `tune:`
+    marker (its default); training must still use the batch size the search chose."""
+    from conftest import DIGITS_MLP
+    from kerasflow.pipeline import run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    sets = ["data.batch_size={tune: choice, values: [128, 16]}", "training.stages.0.epochs=1",
+            "tuning={tuner: grid, objective: val_accuracy}", "stages=[validate, tune, train]"]
+    result = run_pipeline(DIGITS_MLP, overrides=sets, echo=lambda s: None, quiet=True)
+    best = result.outputs("tune")["best_values"]["data.batch_size"]
+    assert best == 16  # one epoch of 8x more steps wins on digits
+    train_dir = Path(result.outputs("train")["run_dir"])
+    stage = json.loads((train_dir / "state.json").read_text())["stages"]["main"]
+    assert stage["batch_size"] == 16
+    assert stage["steps_per_epoch"] == -(-1437 // 16)  # 1437 training digits in batches of 16, not of 128

@@ -156,7 +156,8 @@ def run_stages(session: Session, fit_stage: Fitter = keras_fit) -> int:
                                         steps=steps, initial_epoch=start, epochs=start + epochs, callbacks=callbacks,
                                         verbose=verbose))
         check_finite(callbacks, index, stage.name)
-        state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end}
+        state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end,
+                                       "batch_size": batch_size(stage, spec), "steps_per_epoch": steps}
         state["epoch"] = end
         if session.resumable:
             runs.save_stage_weights(model, stage.name)
@@ -256,9 +257,7 @@ def stage_batches(ds, stage, spec, data):
 
     `rebatch` loses the cardinality; restoring it lets Keras know the steps per
     epoch instead of running into the end of the data."""
-    from kerasflow.data.features import plain
-
-    wanted = int(plain(stage.batch_size if stage.batch_size is not None else spec.data.batch_size))
+    wanted = batch_size(stage, spec)
     if wanted == int(data.batch_size):
         return ds
     import tensorflow as tf
@@ -268,6 +267,13 @@ def stage_batches(ds, stage, spec, data):
     if size:
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-int(size) // wanted)))
     return ds
+
+
+def batch_size(stage, spec) -> int:
+    """Examples per batch in `stage`: its own `batch_size`, else `data.batch_size`."""
+    from kerasflow.data.features import plain
+
+    return int(plain(stage.batch_size if stage.batch_size is not None else spec.data.batch_size))
 
 
 def num_batches(ds) -> int:

@@ -65,7 +65,49 @@ def check_shapes(loaded) -> None:
     spec = loaded.spec
     if search_space.defaults(loaded.raw):
         spec = load_spec_dict(search_space.substitute(loaded.raw, {}), loaded.locs).spec
-    build_graph(spec, None, locs=loaded.locs)
+    problems = output_problems(build_graph(spec, None, locs=loaded.locs).model, spec)
+    if problems:
+        raise SpecError(problems)
+
+
+def output_problems(model, spec) -> list[Problem]:
+    """Model outputs whose shape cannot fit their target (what Keras would only
+    report from inside `fit`): a class target needs (batch, classes), a
+    sequence target (batch, length, classes), a numeric one its declared shape."""
+    from collections.abc import Mapping
+
+    outputs = model.output if isinstance(model.output, Mapping) else {}
+    problems = []
+    for target in spec.data.targets():
+        if target.name not in outputs:
+            continue
+        shape = tuple(outputs[target.name].shape)
+        expected = _expected_shape(target)
+        if expected is None:
+            continue
+        if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
+            hint = ("flatten or pool the features before the output layer (e.g. {layer: flatten})"
+                    if len(shape) > len(expected) else None)
+            problems.append(Problem(
+                path=f"model.outputs.{target.name}", message=f"the model's output cannot fit the {target.type} target "
+                f"`{target.name}`", expected=f"shape {_text(expected)}", received=f"shape {_text(shape)}", hint=hint))
+    return problems
+
+
+def _expected_shape(target) -> tuple | None:
+    if target.type == "category":
+        return (None, target.num_classes)  # num_classes None: any width
+    if target.type == "binary":
+        return (None, None)
+    if target.type == "sequence":
+        return (None, None, target.num_classes)
+    if target.shape:
+        return (None, *target.shape)
+    return None
+
+
+def _text(shape: tuple) -> str:
+    return "(" + ", ".join("batch" if i == 0 else ("any" if d is None else str(d)) for i, d in enumerate(shape)) + ")"
 
 
 def check_resolved(spec, locs) -> None:

@@ -89,6 +89,9 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
                                 hint="mark a value, e.g. units: {tune: int, min: 32, max: 256, step: 32}"))
     objective = make_objective(tuning)
     env = role_environment(role, chief_address, port, worker_id)
+    from kerasflow.train.session import check_shapes
+
+    check_shapes(loaded)  # `kerasflow plan`'s checks, with markers at their defaults, before any data
     run_dir = Path(run_dir) if run_dir is not None else default_dir(spec.name, "tune")
     run_dir.mkdir(parents=True, exist_ok=True)
     project = run_dir / PROJECT
