@@ -65,7 +65,21 @@ def _text_vocabulary(feature, values: np.ndarray) -> dict:
     vocab = layer.get_vocabulary(include_special_tokens=False)
     out = {"vocabulary": [str(v) for v in vocab]}
     if feature.output_mode == "tf_idf":
-        weights = layer._lookup_layer.idf_weights_const.numpy()  # no public accessor in Keras 3.15
-        start = len(layer.get_vocabulary()) - len(vocab)
-        out["idf_weights"] = weights[start:start + len(vocab)].astype(float).tolist()
+        out["idf_weights"] = idf_weights(feature, values, out["vocabulary"])
     return out
+
+
+def idf_weights(feature, values: np.ndarray, vocabulary: list[str]) -> list[float]:
+    """Keras' inverse document frequency per vocabulary token, log(1 + N / (1 + df)),
+    from document counts taken with a public `multi_hot` TextVectorization (Keras
+    keeps the adapted weights on a private sub-layer only)."""
+    import keras
+    import tensorflow as tf
+
+    counter = keras.layers.TextVectorization(standardize=feature.standardize, ngrams=feature.ngrams,
+                                             output_mode="multi_hot", vocabulary=vocabulary)
+    docs = values.reshape(-1).astype(str)
+    counts = np.zeros(len(vocabulary) + 1)
+    for batch in tf.data.Dataset.from_tensor_slices(docs).batch(1024):
+        counts += np.asarray(counter(batch)).sum(axis=0)
+    return np.log1p(len(docs) / (1.0 + counts[1:])).tolist()  # index 0 is the OOV token
