@@ -53,12 +53,21 @@ def _mutate(data, path, value, mode):
 def test_random_text_only_raises_spec_error(text):
     try:
         data, locs = parse_yaml(text, "fuzz.yaml")
-    except SpecError:
+    except SpecError as exc:
+        _assert_reported(exc)
         return
     try:
-        validate_spec(data, locs)
-    except SpecError:
-        pass
+        spec = validate_spec(data, locs)
+    except SpecError as exc:
+        _assert_reported(exc)
+    else:
+        assert spec.name and spec.training.stages  # accepted text is a whole spec
+
+
+def _assert_reported(exc: SpecError) -> None:
+    """A SpecError names at least one problem, each with a message, as the CLI prints it."""
+    assert exc.problems and all(p.message for p in exc.problems)
+    assert all(p.message in str(exc) for p in exc.problems)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,7 +82,7 @@ def test_mutated_valid_spec_only_raises_spec_error(path, value, mode):
         data, locs = parse_yaml(text, "fuzz.yaml")
         validate_spec(data, locs)
     except SpecError as exc:
-        assert exc.problems and all(p.message for p in exc.problems)
+        _assert_reported(exc)
 
 
 @settings(max_examples=40, deadline=None)
@@ -82,6 +91,8 @@ def test_random_set_overrides_only_raise_spec_error(tmp_path_factory, overrides)
     path = tmp_path_factory.mktemp("s") / "s.yaml"
     path.write_text(BASE_YAML)
     try:
-        load_spec(path, overrides)
-    except SpecError:
-        pass
+        loaded = load_spec(path, overrides)
+    except SpecError as exc:
+        _assert_reported(exc)
+    else:
+        assert loaded.spec.name and loaded.hash  # accepted overrides leave a whole spec

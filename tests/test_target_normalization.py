@@ -35,7 +35,9 @@ def test_normalized_target_trains_in_raw_units():
     _, y = data.arrays("train")
     assert moments["mean"][0] == pytest.approx(float(np.mean(y["progression"])))
     model = build_model(loaded, data.stats)
-    assert model.get_layer("progression.denormalize") is not None
+    denormalize = model.get_layer("progression.denormalize")  # standardized units -> raw units
+    np.testing.assert_allclose(np.asarray(denormalize(np.array([[0.0], [1.0]], "float32"))).reshape(-1),
+                               [moments["mean"][0], moments["mean"][0] + moments["std"][0]], rtol=1e-5)
     model.compile(keras.optimizers.Adam(0.01), loss={"progression": "mae"})
     model.fit(data.train, epochs=30, verbose=0)
     x_test, y_test = data.arrays("test")

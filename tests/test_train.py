@@ -152,12 +152,16 @@ def test_multi_worker_is_refused_clearly():
 
 
 def test_one_device_and_mirrored_strategies_build():
+    import tensorflow as tf
+
     from kerasflow.train.strategy import make_strategy
 
-    for kind in ("one_device", "mirrored"):
+    devices = len(tf.config.list_logical_devices("GPU")) or 1  # CPU only: one replica on the CPU
+    for kind, cls, replicas in (("one_device", tf.distribute.OneDeviceStrategy, 1),
+                                ("mirrored", tf.distribute.MirroredStrategy, devices)):
         raw = {**BASE, "training": {**BASE["training"], "distribution": kind}}
         strategy = make_strategy(load_spec_dict(raw).spec.training)
-        assert strategy.num_replicas_in_sync >= 1
+        assert isinstance(strategy, cls) and strategy.num_replicas_in_sync == replicas
 
 
 def test_training_markers_must_be_resolved_before_training(tmp_path):
