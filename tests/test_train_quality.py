@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import DIGITS_MLP, REPO
 from kerasflow.spec.errors import SpecError
 from kerasflow.spec.loader import load_spec
 
 pytestmark = pytest.mark.slow
 
+# The digits CNN: the digits MLP spec's data as 8x8x1 images (the MLP itself is tests/specs/digits_mlp.yaml).
 DIGITS = """\
 kerasflow: 1
 name: {name}
@@ -49,10 +50,9 @@ def _train(tmp_path: Path, text: str, *overrides: str):
 
 @pytest.fixture(scope="module")
 def mlp_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mlp")
-    text = DIGITS.format(name="digits-mlp", models=MODELS, model="digits_mlp", epochs=30,
-                         feature="pixels: {type: numeric, shape: [64], normalize: true}")
-    return _train(tmp, text)
+    from kerasflow.train.stages import train
+
+    return train(load_spec(DIGITS_MLP), run_dir=tmp_path_factory.mktemp("mlp") / "run", quiet=True)
 
 
 def test_seed_mlp_on_digits_reaches_097(mlp_run):

@@ -10,40 +10,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import DIGITS_MLP
 from kerasflow.spec.errors import SpecError
 from kerasflow.spec.loader import load_spec
 
-MLP = """\
-kerasflow: 1
-name: digits-mlp
-extends: [{repo}/specs/models/digits_mlp.yaml]
-seed: 42
-data:
-  source: {{type: sklearn, name: digits}}
-  features:
-    pixels: {{type: numeric, shape: [64], normalize: true}}
-  target: {{name: label, type: category, num_classes: 10}}
-  split: {{validation: 0.1, test: 0.1, stratify: true}}
-  batch_size: {batch}
-training:
-  loss: sparse_categorical_crossentropy
-  metrics: [accuracy]
-  stages: {stages}
-tracking: {tracking}
-"""
-
-
-def _write(tmp_path: Path, *, stages: str, batch: int = 32, tracking: str = "{enabled: false}") -> Path:
-    text = MLP.format(repo=REPO, batch=batch, stages=stages, tracking=tracking)
-    path = tmp_path / "spec.yaml"
-    path.write_text(text)
-    return path
+def _sets(*, stages: str, batch: int = 32, tracking: str = "{enabled: false}") -> list[str]:
+    """--set overrides of the digits MLP spec (tests/specs/digits_mlp.yaml)."""
+    return [f"training.stages={stages}", f"data.batch_size={batch}", f"tracking={tracking}"]
 
 
 @pytest.mark.integration
@@ -53,10 +30,10 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path):
     from kerasflow.train.stages import train
 
     # Batch size 8: ~180 steps per epoch, so the kill lands well inside the next epoch.
-    spec = _write(tmp_path, batch=8, stages="[{name: main, epochs: 4, optimizer: {type: adam, learning_rate: 0.0005}}]")
+    sets = _sets(batch=8, stages="[{name: main, epochs: 4, optimizer: {type: adam, learning_rate: 0.0005}}]")
     run = tmp_path / "run"
     code = ("from kerasflow.spec.loader import load_spec; from kerasflow.train.stages import train; "
-            f"train(load_spec({str(spec)!r}), run_dir={str(run)!r}, quiet=True)")
+            f"train(load_spec({str(DIGITS_MLP)!r}, {sets!r}), run_dir={str(run)!r}, quiet=True)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     backup = run / "checkpoints" / "backup" / "main" / "latest.npz"
@@ -103,7 +80,7 @@ def test_two_stages_freeze_carry_weights_and_log_to_the_default_mlflow_store(tmp
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    spec = _write(tmp_path, tracking="{experiment: digits-stages}", stages="""
+    sets = _sets(tracking="{experiment: digits-stages}", stages="""
     - {name: warmup, epochs: 2, optimizer: {type: adam, learning_rate: 0.002}}
     - name: top
       epochs: 2
@@ -111,7 +88,7 @@ def test_two_stages_freeze_carry_weights_and_log_to_the_default_mlflow_store(tmp
       optimizer: {type: sgd, momentum: 0.9, nesterov: true, learning_rate: 0.01}
       callbacks: {model_checkpoint: {monitor: val_accuracy, mode: max}}
 """)
-    loaded = load_spec(spec, ["training.class_weight=balanced"])
+    loaded = load_spec(DIGITS_MLP, sets + ["training.class_weight=balanced"])
     result = train(loaded, run_dir=tmp_path / "run", quiet=True)
 
     assert result.history["epoch"] == [0, 1, 2, 3]
@@ -150,11 +127,11 @@ def test_diverging_training_is_a_spec_error_and_a_failed_mlflow_run(tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    spec = _write(tmp_path, tracking="{log_model: false}",
-                  stages="[{name: main, epochs: 2, optimizer: {type: sgd, learning_rate: 1.0e+12}}]")
+    sets = _sets(tracking="{log_model: false}",
+                 stages="[{name: main, epochs: 2, optimizer: {type: sgd, learning_rate: 1.0e+12}}]")
     run_dir = tmp_path / "run"
     with pytest.raises(SpecError, match="training diverged: the loss became NaN/Inf in epoch 1") as err:
-        train(load_spec(spec), run_dir=run_dir, quiet=True)
+        train(load_spec(DIGITS_MLP, sets), run_dir=run_dir, quiet=True)
     assert err.value.problems[0].path == "training.stages[0].optimizer.learning_rate"
     state = json.loads((run_dir / "state.json").read_text())
     assert not state["stages"] and not (run_dir / "checkpoints" / "backup" / "main" / "latest.npz").exists()
@@ -169,7 +146,7 @@ def test_distribution_precision_and_callback_switches_run_together(tmp_path):
     from kerasflow.train.evaluate import evaluate_run
     from kerasflow.train.stages import train
 
-    spec = _write(tmp_path, batch=32, stages="""
+    sets = _sets(batch=32, stages="""
     - name: main
       epochs: 2
       batch_size: 64
@@ -183,7 +160,7 @@ def test_distribution_precision_and_callback_switches_run_together(tmp_path):
 """)
     overrides = ["training.distribution=mirrored", "training.mixed_precision=mixed_float16",
                  "training.steps_per_execution=5", "training.jit_compile=false"]
-    result = train(load_spec(spec, overrides), run_dir=tmp_path / "run", quiet=True)
+    result = train(load_spec(DIGITS_MLP, sets + overrides), run_dir=tmp_path / "run", quiet=True)
     assert result.model.dtype_policy.name == "mixed_float16"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert result.history["epoch"] == [0, 1] and result.metrics["test_accuracy"] > 0.5
@@ -191,3 +168,21 @@ def test_distribution_precision_and_callback_switches_run_together(tmp_path):
     assert any((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
     again = evaluate_run(tmp_path / "run")  # rebuilt under the run's policy from its directory
     assert again["metrics"]["accuracy"] == pytest.approx(result.metrics["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_train_registers_the_model_as_tracking_register_as(tmp_path, monkeypatch):
+    import mlflow
+
+    from kerasflow import api
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = api.train(DIGITS_MLP, ["training.stages.0.epochs=2", "tracking={experiment: reg, register_as: digits}"],
+                       run_dir=tmp_path / "run", quiet=True)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    holder = client.get_model_version_by_alias("digits", "champion")
+    assert holder.run_id == result.mlflow_run_id
+    assert holder.tags["kerasflow.objective"] == "test_accuracy" and holder.tags["kerasflow.objective_mode"] == "max"
+    assert float(holder.tags["kerasflow.objective_value"]) == pytest.approx(result.metrics["test_accuracy"])
+    assert client.get_run(result.mlflow_run_id).info.status == "FINISHED"
