@@ -159,6 +159,10 @@ def run_pipeline(path: str | os.PathLike, *, overrides: Sequence[str] = (), only
     stages = select_stages(declared, only, start)
     run_dir = Path(run_dir) if run_dir else default_dir(spec.name, "pipeline")
     cluster = _cluster(spec, declared, workers, worker_index)
+    if {"data", "tune", "train"} & set(stages):
+        from kerasflow.train.session import check_shapes
+
+        check_shapes(loaded)  # `kerasflow plan`'s checks, before any stage prepares data
     joining = cluster is not None and not cluster.is_chief
     if not joining:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,11 +310,8 @@ def _run_train(ctx: _Context, resume: bool) -> dict:
 
     from kerasflow.train.stages import train
 
-    from kerasflow.train.session import check_before_data
-
     run_dir = ctx.run_dir / "train"
     loaded = ctx.trained()
-    check_before_data(loaded)  # before the data is prepared
     if resume and (run_dir / SPEC_FILE).exists():
         result = train(resume=run_dir, quiet=ctx.quiet, data=ctx.data(), register=False, **ctx.cluster_args)
     else:

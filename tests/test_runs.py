@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import DIGITS_MLP
+
 from kerasflow.cli import cli
 
 SETS = ["training.stages.0.epochs=1", "data.batch_size=128"]

@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from conftest import DIGITS_MLP
+
 from kerasflow.spec.loader import load_spec
 
 # Many one-step epochs: a trial lasts a few seconds, so a kill lands inside one.

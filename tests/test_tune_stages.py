@@ -8,8 +8,8 @@ import csv
 
 import numpy as np
 import pytest
-
 from conftest import DIGITS_MLP
+
 from kerasflow.spec.loader import load_spec
 
 TWO_STAGES = ("training.stages=[{name: warmup, epochs: 2, optimizer: {type: adam, learning_rate: "

@@ -20,7 +20,8 @@ def export_run(run_dir: str | os.PathLike, *, base_path: str | os.PathLike | Non
             pipeline whose training was cached but whose export settings changed.
     """
     from kerasflow.data.pipeline import prepare_data
-    from kerasflow.export.names import base_path as default_base, served_name
+    from kerasflow.export.names import base_path as default_base
+    from kerasflow.export.names import served_name
     from kerasflow.export.saved_model import export_version, write_tfserving_config
     from kerasflow.runs import RunDir
 

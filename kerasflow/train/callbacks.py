@@ -12,8 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.runs import CHECKPOINTS_DIR, HISTORY_FILE, RunDir
+from kerasflow.spec.errors import Problem, SpecError
 
 EPOCH, STAGE = "epoch", "stage"
 
