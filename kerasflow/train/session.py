@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasflow.runs import HISTORY_FILE, MODEL_FILE, PLOTS_DIR, SPEC_FILE, RunDir
+from kerasflow.runs import HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS_DIR, SPEC_FILE, RunDir
 from kerasflow.spec.errors import Problem, SpecError, join_path
 
 
@@ -195,7 +195,7 @@ def finish(loaded, model, run: RunDir, state: dict, data, tracker) -> TrainResul
     run.write_metrics(metrics)
     if tracker is not None:
         tracker.log_metrics(metrics, step=state["epoch"])
-        for name in (SPEC_FILE, "model_summary.txt", HISTORY_FILE, "metrics.json"):
+        for name in (SPEC_FILE, "model_summary.txt", HISTORY_FILE, METRICS_FILE):
             tracker.log_artifact(run / name)
         tracker.log_artifacts(plots, "plots")
         if spec.tracking.log_model:
