@@ -136,7 +136,24 @@ def to_float(values: np.ndarray, path: str, table: Table, col: str) -> np.ndarra
         raise SpecError(Problem(path=path, message=f"missing value in column `{col}` at {table.where(int(missing[0]))}",
                                 expected="a number", received="empty / NaN",
                                 hint=f"{missing.size} row(s) affected; fill or drop them before training"))
+    infinite = np.flatnonzero(np.isinf(out.reshape(len(out), -1)).any(axis=1))
+    if infinite.size:
+        raise SpecError(Problem(path=path, message=f"infinite value in column `{col}` at "
+                                f"{table.where(int(infinite[0]))}", expected="a finite number", received="inf",
+                                hint=f"{infinite.size} row(s) affected; an infinite input makes every loss NaN"))
     return out
+
+
+def check_present(values: np.ndarray, path: str, table: Table, col: str) -> None:
+    """A SpecError naming the first empty cell of a category column."""
+    import pandas as pd
+
+    flat = values.reshape(len(values), -1)
+    empty = np.flatnonzero(pd.isna(flat).any(axis=1))
+    if empty.size:
+        raise SpecError(Problem(path=path, message=f"empty value in column `{col}` at {table.where(int(empty[0]))}",
+                                expected="a category", received="an empty cell",
+                                hint=f"{empty.size} row(s) affected; fill them (e.g. with `unknown`) or drop them"))
 
 
 def _strings(values: np.ndarray) -> np.ndarray:
@@ -164,6 +181,8 @@ def _feature(name: str, feature, table: Table, cols: list[str], files: bool) -> 
                 raise SpecError(Problem(path=path, message=f"column `{col}` holds non-integer values",
                                         expected="integers (dtype: int64)", hint="use `dtype: string`"))
             return values.astype(np.int64).reshape(-1, 1)
+        if kind == "category":
+            check_present(raw, path, table, col)  # else an empty cell would silently become the class ""
         return _strings(raw)
     if kind == "image":
         return raw if files else _image(feature, raw, path, table, col)
