@@ -169,7 +169,7 @@ def apply_overrides(data: dict, overrides: Iterable[str], locs: Locations) -> di
         try:
             value = load_yaml_value(text, where.file, tuple(parts)) if text.strip() else ""
         except SpecError as exc:
-            problems.extend(Problem(path=key, message="the --set value is not valid YAML" if "YAML" in p.message
+            problems.extend(Problem(path=key, message="the --set value is not valid YAML" if "YAML syntax" in p.message
                                     else f"the --set value is refused: {p.message}",
                                     received=text if len(text) <= 80 else text[:60] + "...",
                                     hint=p.hint, location=where) for p in exc.problems)
