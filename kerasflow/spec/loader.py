@@ -328,9 +328,9 @@ def resolve(path: str | os.PathLike, overrides: Iterable[str] = ()) -> tuple[dic
 
 def load_spec(path: str | os.PathLike, overrides: Iterable[str] = ()) -> LoadedSpec:
     """Resolve and validate a spec file; raise `SpecError` with every problem."""
-    from kerasflow.spec.schema import validate_spec
-
     raw, locs = resolve(path, overrides)
+    from kerasflow.spec.schema import validate_spec  # after resolving: a file refused early costs no schema build
+
     spec = validate_spec(raw, locs)
     return LoadedSpec(spec=spec, raw=raw, locs=locs, path=Path(path).resolve())
 
