@@ -110,6 +110,19 @@ def _safe_name(ctx, param, value):
     return value
 
 
+_STORE_SCHEMES = ("sqlite", "file", "postgresql", "mysql", "mssql")  # MLflow's backend stores
+
+
+def _store_uri(ctx, param, value):
+    """A tracking store the MLflow UI can open (else its child process dies with a traceback)."""
+    if value is None or "://" not in value:
+        return value  # a plain path is a file store
+    scheme = value.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _STORE_SCHEMES:
+        raise click.BadParameter(f"expected a store URI of scheme {', '.join(_STORE_SCHEMES)}, received {value!r}")
+    return value
+
+
 def _writable_file(ctx, param, value):
     """An output file whose directory exists (we never create directories the user did not ask for)."""
     if value is None:
@@ -344,7 +357,7 @@ def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfser
 
 
 @cli.command()
-@click.option("--uri", help="Tracking store (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+@click.option("--uri", callback=_store_uri, help="Tracking store (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=PORT)
 @_reports_errors

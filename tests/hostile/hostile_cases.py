@@ -432,6 +432,20 @@ def cli_cases() -> list[Case]:
         "validate-dir": (_with_dir("validate", "{tmp}"), "is a directory"),
         "unknown-verb": (_argv("trian"), "No such command"),
         "unknown-option": (_argv("validate", "--sett", "x"), "No such option"),
+        "ui-store-scheme": (_argv("ui", "--uri", "garbage://x"), "Invalid value for '--uri'"),
+        "ui-store-http": (_argv("ui", "--uri", "http://host:5000"), "Invalid value for '--uri'"),
+        "run-only-unknown": (_with_spec("run", "{spec}", "--only", "trian"), "`trian` is not a stage"),
+        "run-from-unknown": (_with_spec("run", "{spec}", "--from", "nowhere"), "`nowhere` is not a stage"),
+        "resume-not-a-run": (_with_dir("train", "--resume", "{run}"), "not a kerasflow run directory"),
+        "evaluate-not-a-run": (_with_dir("evaluate", "{run}"), "not a kerasflow run directory"),
+        "predict-not-a-run": (_with_dir("predict", "{run}", "--input", "{tmp}/in.csv", "--output", "o.csv"),
+                              "not a kerasflow run directory"),
+        "export-not-a-run": (_with_dir("export", "{run}"), "not a kerasflow run directory"),
+        "export-base-is-file": (_with_dir("export", "{run}", "--base-path", "{tmp}/in.csv"), "is a file"),
+        "serve-missing-base": (_argv("serve", "/nonexistent/base", "--rest-port", "0", "--grpc-port", "0"),
+                               "base path is not a directory"),
+        "workers-without-multi-worker": (_with_spec("train", "{spec}", "--workers", "h:1", "--worker-index", "0"),
+                                         "need distribution multi_worker"),
     }
     for cid, (build, want) in usage.items():
         cases.append(Case(f"usage-{cid}", "cli-options", build, [want]))
