@@ -77,6 +77,19 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
 
 
+Locations = dict[tuple, Location]
+
+
+def locate(locs: Locations, path: Sequence[object]) -> Location | None:
+    """The location of `path`, or of its nearest ancestor that has one."""
+    path = tuple(path)
+    while path:
+        if path in locs:
+            return locs[path]
+        path = path[:-1]
+    return locs.get(())
+
+
 def join_path(parts: Sequence[object]) -> str:
     """('model', 'nodes', 'h2', 'units') -> 'model.nodes.h2.units'; list indexes as [i]."""
     out = ""

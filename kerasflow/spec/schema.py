@@ -9,9 +9,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from kerasflow.spec.base import SpecModel
+from kerasflow.spec.checks import cross_check
 from kerasflow.spec.data_schema import DataSpec
-from kerasflow.spec.errors import Location, Problem, SpecError, did_you_mean, join_path
-from kerasflow.spec.model_schema import BLOCK_TAG, LAYER_TAG, UNKNOWN_LAYER, ModelSpec
+from kerasflow.spec.errors import Location, Locations, Problem, SpecError, did_you_mean, join_path, locate
+from kerasflow.spec.imports import import_modules
+from kerasflow.spec.model_schema import ModelSpec
+from kerasflow.spec.registry import BLOCKS, LAYERS, UNKNOWN_NODE
 from kerasflow.spec.sections import ExportSpec, TrackingSpec, TuningSpec
 from kerasflow.spec.training_schema import TrainingSpec
 
@@ -36,39 +39,22 @@ class Spec(SpecModel):
     stages: list[Literal[PIPELINE_STAGES]] | None = Field(None, description="Pipeline stages run by `kerasflow run`.")
 
 
-Locations = dict[tuple, Location]
-
-
 def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:
     """Validate a resolved spec dict; raise one `SpecError` with every problem."""
     locs = locs or {}
     model = raw.get("model") if isinstance(raw, dict) else None
     if isinstance(model, dict) and isinstance(model.get("imports"), list) and model["imports"]:
-        from kerasflow.spec.model_schema import use_imports
-
-        use_imports(model["imports"], locs)
+        import_modules(model["imports"], locs)
     context: dict[str, Any] = {}
     try:
         spec = Spec.model_validate(raw, context=context)
     except ValidationError as exc:
         problems = [_translate(err, raw, locs, context) for err in exc.errors()]
         raise SpecError(_dedupe(problems)) from None
-    from kerasflow.spec.checks import cross_check  # after structure is known good
-
     problems = cross_check(spec, locs)
     if problems:
         raise SpecError(problems)
     return spec
-
-
-def locate(locs: Locations, path: tuple) -> Location | None:
-    """The location of `path`, or of its nearest ancestor that has one."""
-    path = tuple(path)
-    while path:
-        if path in locs:
-            return locs[path]
-        path = path[:-1]
-    return locs.get(())
 
 
 def _walk(raw: Any, loc: tuple, missing: bool = False) -> tuple[tuple, Any, Any]:
@@ -110,7 +96,7 @@ def _translate(err: dict, raw: Any, locs: Locations, context: dict) -> Problem:
         )
     if etype == "missing":
         return Problem(path=dotted, message=f"missing required key `{path[-1] if path else ''}`", location=location)
-    if etype == UNKNOWN_LAYER:
+    if etype == UNKNOWN_NODE:
         return _unknown_node(dotted, value, location, locs.get(path + ("layer",)) or locs.get(path + ("block",)))
     if etype == "union_tag_invalid":
         ctx = err.get("ctx", {})
@@ -137,8 +123,6 @@ def _translate(err: dict, raw: Any, locs: Locations, context: dict) -> Problem:
 
 
 def _unknown_node(dotted: str, value: Any, location: Location | None, kind_location: Location | None) -> Problem:
-    from kerasflow.model.registry import BLOCKS, LAYERS
-
     if not isinstance(value, dict):
         return Problem(path=dotted, message="expected a node mapping with a `layer` or `block` key",
                        received=_short(value), location=location)
@@ -168,4 +152,4 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-__all__ = ["Spec", "validate_spec", "locate", "FORMAT_VERSION", "PIPELINE_STAGES", "LAYER_TAG", "BLOCK_TAG"]
+__all__ = ["Spec", "validate_spec", "locate", "Locations", "FORMAT_VERSION", "PIPELINE_STAGES"]

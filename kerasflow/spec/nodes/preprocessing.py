@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, confloat, model_validator
 
-from kerasflow.model.layers import KerasLayer
-from kerasflow.model.registry import register_layer
+from kerasflow.spec.nodes.layers import KerasLayer
+from kerasflow.spec.registry import register_layer
 from kerasflow.spec.base import Tunable
 
 Factor = confloat(ge=0.0, le=1.0)

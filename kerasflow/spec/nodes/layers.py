@@ -2,7 +2,7 @@
 each registration names its `keras.layers` class by string, and the builder
 instantiates it with `params()` and calls it through `call()`.
 
-Preprocessing layers live in `preprocessing_layers`; blocks in `blocks`.
+Preprocessing layers live in `preprocessing`; blocks in `blocks`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Discriminator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, Tag, confloat, model_validator
 
-from kerasflow.model.registry import LayerNode, register_layer
+from kerasflow.spec.registry import LayerNode, register_layer
 from kerasflow.spec.base import SpecModel, Tunable
 
 Activation = Literal[

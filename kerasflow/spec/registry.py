@@ -5,15 +5,20 @@ model, no TensorFlow import). The registry drives the spec schema (and so the
 JSON Schema), validation messages ("did you mean ...?") and the builder, which
 resolves `target` lazily: for layers a `keras.layers` class name, for blocks a
 `module:function` path.
+
+A node is validated by looking its type up here at validation time (`Node`),
+so only the schemas a spec uses are built, and a type registered later (by a
+spec's `model.imports`) is accepted without rebuilding any schema.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
+from pydantic_core import PydanticCustomError, core_schema
 
 from kerasflow.spec.base import SpecModel
 
@@ -22,6 +27,9 @@ Kind = Literal["layer", "block"]
 
 class NodeSpec(SpecModel):
     """Fields shared by every node of the model graph."""
+
+    # Built on first use: a spec builds the schemas of the types it names only.
+    model_config = ConfigDict(**SpecModel.model_config, defer_build=True)
 
     input: str | list[str] | None = Field(
         None, description="Name of the input feature or node this node reads (a list for merge layers)."
@@ -104,7 +112,7 @@ def register_block(name: str, target: str) -> Callable:
     return _register(BLOCKS, "block", BlockNode, name, target)
 
 
-SCHEMA_MODULES = ("kerasflow.model.layers", "kerasflow.model.preprocessing_layers", "kerasflow.model.blocks")
+SCHEMA_MODULES = ("kerasflow.spec.nodes.layers", "kerasflow.spec.nodes.preprocessing", "kerasflow.spec.nodes.blocks")
 
 
 def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
@@ -112,3 +120,57 @@ def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
     for module in SCHEMA_MODULES:
         importlib.import_module(module)
     return LAYERS, BLOCKS
+
+
+# ---------------------------------------------------------------- node validation
+
+UNKNOWN_NODE = "unknown_layer"  # error type the spec's error translation explains
+
+
+def node_entry(value: Any) -> Entry | None:
+    """The registry entry a raw node mapping names (`layer:` or `block:`), or None."""
+    if not isinstance(value, dict):
+        return None
+    load_all()
+    for kind, table in (("layer", LAYERS), ("block", BLOCKS)):
+        if kind in value:
+            name = value[kind]
+            return table.get(name) if isinstance(name, str) else None
+    return None
+
+
+def validate_node(value: Any, info: ValidationInfo) -> NodeSpec:
+    """Validate one raw node against the schema of the type it names."""
+    if isinstance(value, NodeSpec):
+        return value
+    entry = node_entry(value)
+    if entry is None:
+        raise PydanticCustomError(UNKNOWN_NODE, "unknown node type")
+    # A ValidationError raised here keeps its errors, located under this node.
+    return entry.params.model_validate(value, context=info.context)
+
+
+class _NodeByType:
+    """Pydantic hook: validate with `validate_node`; describe (JSON Schema) as
+    any registered node type."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.with_info_plain_validator_function(validate_node)
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        if _describing:  # a node inside a node's schema (residual chains): stop the recursion there
+            return {"type": "object", "description": "A node: {layer: ...} or {block: ...}."}
+        layers, blocks = load_all()
+        members = [e.params for e in layers.values()] + [e.params for e in blocks.values()]
+        _describing.append(True)
+        try:
+            return handler(TypeAdapter(Union[tuple(members)]).core_schema)
+        finally:
+            _describing.pop()
+
+
+_describing: list[bool] = []
+
+
+Node = Annotated[NodeSpec, _NodeByType()]
+"""A graph node of any registered layer or block type."""

@@ -4,15 +4,15 @@ lives in a module imported only when a model is built."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, confloat, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, confloat, model_validator
 
-from kerasflow.model import preprocessing_layers  # noqa: F401  (registers layers the chain union needs)
-from kerasflow.model.layers import Activation, Padding, Rate, Regularizer, Size2D
-from kerasflow.model.registry import BLOCKS, LAYERS, BlockNode, register_block
-from kerasflow.spec.base import TAG_PREFIX, Tunable
+from kerasflow.spec.base import Tunable
+from kerasflow.spec.nodes.layers import Activation, Padding, Rate, Regularizer, Size2D
+from kerasflow.spec.registry import BlockNode, Node, register_block
 
+# Build functions import Keras: named by string, resolved only when a model is built.
 _MODEL = "kerasflow.model."
 
 
@@ -130,7 +130,7 @@ class TransformerDecoder(_Transformer):
 class Residual(_Block):
     """A chain of nodes whose output is added to its input (a skip connection)."""
 
-    layers: list["ChainItem"] = Field(min_length=1, description="The chain: nodes without `input` (each reads the previous).")
+    layers: list[Node] = Field(min_length=1, description="The chain: nodes without `input` (each reads the previous).")
     project: bool = Field(True, description="Project the skip with a Dense/1x1 conv when the widths differ.")
     norm: Literal["layer", "batch"] | None = Field(None, description="Normalization after the sum.")
     activation: Activation | None = Field(None, description="Activation after the sum (and norm).")
@@ -142,24 +142,3 @@ class Residual(_Block):
                 raise ValueError(f"layers[{i}] reads the previous layer of the chain: remove its `input`")
         return self
 
-
-def _chain_tag(value: Any) -> str | None:
-    for kind in ("layer", "block"):
-        if isinstance(value, dict) and kind in value:
-            return f"{TAG_PREFIX}{kind}:{value[kind]}"
-        if hasattr(value, kind) and not isinstance(value, dict):
-            return f"{TAG_PREFIX}{kind}:{getattr(value, kind)}"
-    return None
-
-
-def _chain_item() -> Any:
-    # Same tags and error type as the model-level node union, so validation
-    # messages ("unknown layer `x`, did you mean ...") read the same.
-    members = [Annotated[e.params, Tag(f"{TAG_PREFIX}layer:{n}")] for n, e in LAYERS.items()]
-    members += [Annotated[e.params, Tag(f"{TAG_PREFIX}block:{n}")] for n, e in BLOCKS.items()]
-    return Annotated[Union[tuple(members)], Discriminator(
-        _chain_tag, custom_error_type="unknown_layer", custom_error_message="unknown node type")]
-
-
-ChainItem = _chain_item()
-Residual.model_rebuild()
