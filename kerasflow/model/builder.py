@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kerasflow.spec.registry import BLOCKS, LAYERS, LayerNode, NodeSpec, load_all
+from kerasflow.spec.registry import BLOCKS, LAYERS, LayerNode, NodeSpec
 from kerasflow.spec.base import TuneBool, TuneChoice, TuneFloat, TuneInt
 from kerasflow.spec.errors import Problem, SpecError, join_path, locate
 from kerasflow.spec.imports import import_modules
@@ -61,7 +61,6 @@ def build_graph(spec, stats: dict | None = None, *, input_tensors=None, locs=Non
     if problems:
         raise SpecError(problems)
     import_modules(spec.model.imports, locs)
-    load_all()
     keras.utils.set_random_seed(spec.seed)
 
     names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)

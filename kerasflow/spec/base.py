@@ -1,8 +1,6 @@
 """Building blocks shared by every spec section: the strict base model and
 `Tunable[T]`, which accepts either a plain value or a `{tune: ...}` marker."""
 
-from __future__ import annotations
-
 import functools
 import math
 from typing import Annotated, Any, Literal, Union
@@ -26,11 +24,14 @@ from kerasflow.spec.errors import did_you_mean
 class SpecModel(BaseModel):
     """Frozen, strict base: unknown keys are errors, never dropped.
 
+    Schemas are built on first use (`defer_build`): `Spec` builds its sections
+    once, and a node type's schema is built only when a spec names it.
+
     When validated with a `context` dict, unknown keys get a "did you mean"
     suggestion recorded in `context["suggestions"][(id(raw_dict), key)]`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,8 +1,6 @@
 """The `data` section: where examples come from, typed features, targets, splits
 and the input pipeline."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, PositiveInt, confloat, model_validator

@@ -7,7 +7,7 @@ dotted spec path, what was expected, what was received and a fix if known.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 

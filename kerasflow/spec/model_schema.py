@@ -1,8 +1,6 @@
 """The `model` section: a DAG of nodes (or a `sequential:` chain) whose node
 types come from the layer/block registry."""
 
-from __future__ import annotations
-
 from pydantic import Field, model_validator
 
 from kerasflow.spec.base import SpecModel

@@ -11,13 +11,11 @@ so only the schemas a spec uses are built, and a type registered later (by a
 spec's `model.imports`) is accepted without rebuilding any schema.
 """
 
-from __future__ import annotations
-
 import importlib
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
 from pydantic_core import PydanticCustomError, core_schema
 
 from kerasflow.spec.base import SpecModel
@@ -27,9 +25,6 @@ Kind = Literal["layer", "block"]
 
 class NodeSpec(SpecModel):
     """Fields shared by every node of the model graph."""
-
-    # Built on first use: a spec builds the schemas of the types it names only.
-    model_config = ConfigDict(**SpecModel.model_config, defer_build=True)
 
     input: str | list[str] | None = Field(
         None, description="Name of the input feature or node this node reads (a list for merge layers)."
@@ -112,7 +107,9 @@ def register_block(name: str, target: str) -> Callable:
     return _register(BLOCKS, "block", BlockNode, name, target)
 
 
-SCHEMA_MODULES = ("kerasflow.spec.nodes.layers", "kerasflow.spec.nodes.preprocessing", "kerasflow.spec.nodes.blocks")
+# Most used first: a lookup imports these in order until the name is registered.
+SCHEMA_MODULES = tuple(f"kerasflow.spec.nodes.{m}" for m in (
+    "layers", "blocks", "convolution", "recurrent", "merging", "preprocessing"))
 
 
 def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
@@ -131,11 +128,16 @@ def node_entry(value: Any) -> Entry | None:
     """The registry entry a raw node mapping names (`layer:` or `block:`), or None."""
     if not isinstance(value, dict):
         return None
-    load_all()
     for kind, table in (("layer", LAYERS), ("block", BLOCKS)):
         if kind in value:
             name = value[kind]
-            return table.get(name) if isinstance(name, str) else None
+            if not isinstance(name, str):
+                return None
+            for module in SCHEMA_MODULES:
+                if name in table:
+                    break
+                importlib.import_module(module)
+            return table.get(name)
     return None
 
 

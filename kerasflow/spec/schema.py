@@ -1,8 +1,6 @@
 """The typed, frozen `Spec` and `validate_spec`, which turns a resolved dict
 into a `Spec` or a `SpecError` listing every problem with its source location."""
 
-from __future__ import annotations
-
 import re
 from typing import Any, Literal
 
@@ -14,7 +12,7 @@ from kerasflow.spec.data_schema import DataSpec
 from kerasflow.spec.errors import Location, Locations, Problem, SpecError, did_you_mean, join_path, locate
 from kerasflow.spec.imports import import_modules
 from kerasflow.spec.model_schema import ModelSpec
-from kerasflow.spec.registry import BLOCKS, LAYERS, UNKNOWN_NODE
+from kerasflow.spec.registry import UNKNOWN_NODE, load_all
 from kerasflow.spec.sections import ExportSpec, TrackingSpec, TuningSpec
 from kerasflow.spec.training_schema import TrainingSpec
 
@@ -126,15 +124,16 @@ def _unknown_node(dotted: str, value: Any, location: Location | None, kind_locat
     if not isinstance(value, dict):
         return Problem(path=dotted, message="expected a node mapping with a `layer` or `block` key",
                        received=_short(value), location=location)
+    layers, blocks = load_all()  # every name, for the suggestion
     if "layer" in value:
-        kind, names = "layer", sorted(LAYERS)
+        kind, names = "layer", sorted(layers)
     elif "block" in value:
-        kind, names = "block", sorted(BLOCKS)
+        kind, names = "block", sorted(blocks)
     else:
         return Problem(path=dotted, message="node needs a `layer:` or `block:` key", received=_short(value),
                        location=location)
     name = value[kind]
-    other = BLOCKS if kind == "layer" else LAYERS
+    other = blocks if kind == "layer" else layers
     hint = did_you_mean(str(name), names)
     if str(name) in other:
         hint = f"`{name}` is a {'block' if kind == 'layer' else 'layer'}: write `{'block' if kind == 'layer' else 'layer'}: {name}`"

@@ -1,7 +1,5 @@
 """The smaller sections: `tuning`, `tracking`, `export`."""
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt

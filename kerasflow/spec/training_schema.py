@@ -1,7 +1,5 @@
 """The `training` section: compile settings and an ordered list of stages."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, PositiveInt, confloat, model_validator

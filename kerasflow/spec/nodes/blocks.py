@@ -2,8 +2,6 @@
 `<node>.<part>`; its build function (`module:function(node, inputs, name)`)
 lives in a module imported only when a model is built."""
 
-from __future__ import annotations
-
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, confloat, model_validator

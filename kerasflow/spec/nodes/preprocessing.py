@@ -4,8 +4,6 @@ Vocabularies and statistics are given in the spec (or come from the data
 section's adapted features); nothing here adapts on data. No TensorFlow import.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, confloat, model_validator
