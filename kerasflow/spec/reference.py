@@ -22,11 +22,23 @@ schema itself; a test fails when this file is stale. Every value marked
 _MARKER = "tune marker"
 
 
+def _bounds(metadata: Any) -> str:
+    """` (> 0, <= 10)` from annotated_types bounds, as found in Field() metadata."""
+    parts = []
+    for item in metadata:
+        for sub in getattr(item, "metadata", [item]):
+            for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                value = getattr(sub, attr, None)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    parts.append(f"{sign} {value:g}" if isinstance(value, float) else f"{sign} {value}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
-        return _type_name(args[0])
+        return _type_name(args[0]) + _bounds(args[1:])
     if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
         names = []
         for a in args:
@@ -72,7 +84,7 @@ def _model_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str
         if name in skip:
             continue
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        type_text = _type_name(field.annotation).replace("|", "\\|")
+        type_text = (_type_name(field.annotation) + _bounds(field.metadata)).replace("|", "\\|")
         rows.append(f"| `{name}` | {type_text} | {_default(field)} | {desc} |")
     return rows
 

@@ -4,9 +4,10 @@ into a `Spec` or a `SpecError` listing every problem with its source location.""
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from kerasflow.spec.base import SpecModel
+from kerasflow.spec.base import Seed, SpecModel
 from kerasflow.spec.checks import cross_check
 from kerasflow.spec.data_schema import DataSpec
 from kerasflow.spec.errors import Location, Locations, Problem, SpecError, did_you_mean, join_path, locate
@@ -26,7 +27,7 @@ class Spec(SpecModel):
     kerasflow: Literal[1] = Field(description="Spec format version.")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name (runs/<name>/...).")
     description: str = ""
-    seed: int = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
+    seed: Seed = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} interpolation.")
     data: DataSpec
     model: ModelSpec
@@ -35,6 +36,13 @@ class Spec(SpecModel):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
     stages: list[Literal[PIPELINE_STAGES]] | None = Field(None, description="Pipeline stages run by `kerasflow run`.")
+
+    @field_validator("kerasflow", mode="before")
+    @classmethod
+    def _version_is_an_int(cls, value: Any) -> Any:
+        if type(value) is not int:  # Literal[1] alone lets `true` and `1.0` through
+            raise PydanticCustomError("literal_error", "Input should be 1", {"expected": "1"})
+        return value
 
 
 def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:

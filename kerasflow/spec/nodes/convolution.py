@@ -2,15 +2,15 @@
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
-from kerasflow.spec.base import Tunable
+from kerasflow.spec.base import Count, Tunable, Width
 from kerasflow.spec.nodes.layers import Activation, Initializer, KerasLayer, Padding, Regularizer, Size2D
 from kerasflow.spec.registry import register_layer
 
 
 class _Separable(KerasLayer):
-    filters: Tunable[PositiveInt] = Field(description="Number of output channels.")
+    filters: Tunable[Width] = Field(description="Number of output channels.")
     strides: Size2D = Field(1, description="Stride of the convolution.")
     padding: Padding = Field("valid", description="`valid` (no padding) or `same` (keep the size).")
     dilation_rate: Size2D = Field(1, description="Dilation rate of the kernel.")
@@ -27,10 +27,10 @@ class _Conv(_Separable):
 class Conv1D(_Conv):
     """1D convolution over (batch, steps, channels)."""
 
-    kernel_size: Tunable[PositiveInt] = Field(description="Length of the convolution window.")
-    strides: PositiveInt = Field(1, description="Stride of the convolution.")
+    kernel_size: Tunable[Count] = Field(description="Length of the convolution window.")
+    strides: Count = Field(1, description="Stride of the convolution.")
     padding: Literal["valid", "same", "causal"] = Field("valid", description="`causal` never looks ahead in time.")
-    dilation_rate: PositiveInt = Field(1, description="Dilation rate of the kernel.")
+    dilation_rate: Count = Field(1, description="Dilation rate of the kernel.")
 
 
 @register_layer("conv2d", "Conv2D")
@@ -44,10 +44,10 @@ class Conv2D(_Conv):
 class SeparableConv1D(_Separable):
     """Depthwise then pointwise 1D convolution."""
 
-    kernel_size: Tunable[PositiveInt] = Field(description="Length of the convolution window.")
-    strides: PositiveInt = Field(1, description="Stride of the convolution.")
-    dilation_rate: PositiveInt = Field(1, description="Dilation rate of the kernel.")
-    depth_multiplier: PositiveInt = Field(1, description="Depthwise channels per input channel.")
+    kernel_size: Tunable[Count] = Field(description="Length of the convolution window.")
+    strides: Count = Field(1, description="Stride of the convolution.")
+    dilation_rate: Count = Field(1, description="Dilation rate of the kernel.")
+    depth_multiplier: Count = Field(1, description="Depthwise channels per input channel.")
 
 
 @register_layer("separable_conv2d", "SeparableConv2D")
@@ -55,12 +55,12 @@ class SeparableConv2D(_Separable):
     """Depthwise then pointwise 2D convolution."""
 
     kernel_size: Tunable[Size2D] = Field(description="Window size: an int or [height, width].")
-    depth_multiplier: PositiveInt = Field(1, description="Depthwise channels per input channel.")
+    depth_multiplier: Count = Field(1, description="Depthwise channels per input channel.")
 
 
 class _Pool1D(KerasLayer):
-    pool_size: Tunable[PositiveInt] = Field(2, description="Size of the pooling window.")
-    strides: PositiveInt | None = Field(None, description="Stride (default: pool_size).")
+    pool_size: Tunable[Count] = Field(2, description="Size of the pooling window.")
+    strides: Count | None = Field(None, description="Stride (default: pool_size).")
     padding: Padding = Field("valid", description="Padding mode.")
 
 

@@ -10,9 +10,9 @@ one of its types.
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, confloat, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import SpecModel, Tunable
+from kerasflow.spec.base import Count, Seed, SpecModel, Tunable, Width
 from kerasflow.spec.registry import LayerNode, register_layer
 
 Activation = Literal[
@@ -27,7 +27,7 @@ Initializer = Literal[
 ]
 Padding = Literal["valid", "same"]
 Rate = confloat(ge=0.0, lt=1.0)
-Size2D = Union[PositiveInt, Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]]
+Size2D = Union[Count, Annotated[list[Count], Field(min_length=2, max_length=2)]]
 
 
 class Regularizer(SpecModel):
@@ -82,7 +82,7 @@ class KerasLayer(LayerNode):
 class Dense(KerasLayer):
     """Densely-connected layer: `activation(dot(x, kernel) + bias)`."""
 
-    units: Tunable[PositiveInt] = Field(description="Dimensionality of the output space.")
+    units: Tunable[Width] = Field(description="Dimensionality of the output space.")
     activation: Tunable[Activation | None] = Field(None, description="Activation name, e.g. relu, softmax.")
     use_bias: bool = Field(True, description="Add a bias vector.")
     kernel_initializer: Initializer = Field("glorot_uniform", description="Initializer of the kernel.")
@@ -94,7 +94,7 @@ class Dropout(KerasLayer):
     """Randomly sets input units to 0 with frequency `rate` during training."""
 
     rate: Tunable[Rate] = Field(description="Fraction of the input units to drop.")
-    seed: int | None = Field(None, description="Seed of the dropout mask (default: from the spec seed).")
+    seed: Seed | None = Field(None, description="Seed of the dropout mask (default: from the spec seed).")
 
 
 @register_layer("spatial_dropout1d", "SpatialDropout1D")
@@ -102,7 +102,7 @@ class SpatialDropout1D(KerasLayer):
     """Dropout of whole 1D feature maps (channels) of a (batch, steps, channels) input."""
 
     rate: Tunable[Rate] = Field(description="Fraction of the channels to drop.")
-    seed: int | None = Field(None, description="Seed of the dropout mask.")
+    seed: Seed | None = Field(None, description="Seed of the dropout mask.")
 
 
 @register_layer("gaussian_noise", "GaussianNoise")
@@ -110,7 +110,7 @@ class GaussianNoise(KerasLayer):
     """Adds zero-centered Gaussian noise during training (a regularizer)."""
 
     stddev: Tunable[NonNegativeFloat] = Field(description="Standard deviation of the noise.")
-    seed: int | None = Field(None, description="Seed of the noise.")
+    seed: Seed | None = Field(None, description="Seed of the noise.")
 
 
 @register_layer("activation", "Activation")
@@ -164,14 +164,14 @@ class Reshape(KerasLayer):
 class RepeatVector(KerasLayer):
     """Repeats a (batch, features) input `n` times: (batch, n, features)."""
 
-    n: PositiveInt = Field(description="Number of repetitions.")
+    n: Count = Field(description="Number of repetitions.")
 
 
 @register_layer("embedding", "Embedding")
 class Embedding(KerasLayer):
     """Turns integer ids in [0, input_dim) into dense vectors of size output_dim."""
 
-    input_dim: PositiveInt = Field(description="Vocabulary size (largest id + 1).")
-    output_dim: Tunable[PositiveInt] = Field(description="Embedding size.")
+    input_dim: Count = Field(description="Vocabulary size (largest id + 1).")
+    output_dim: Tunable[Width] = Field(description="Embedding size.")
     mask_zero: bool = Field(False, description="Treat id 0 as padding and mask it downstream.")
     embeddings_initializer: Initializer = Field("random_uniform", description="Initializer of the table.")

@@ -2,9 +2,9 @@
 
 from typing import Any, ClassVar
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
-from kerasflow.spec.base import Tunable
+from kerasflow.spec.base import Count, Tunable, Width
 from kerasflow.spec.nodes.layers import KerasLayer, Rate
 from kerasflow.spec.registry import register_layer
 
@@ -15,9 +15,9 @@ class MultiHeadAttention(KerasLayer):
 
     value: str | None = Field(None, description="Node or feature attended to (default: the query).")
     key: str | None = Field(None, description="Node or feature giving the keys (default: `value`).")
-    num_heads: Tunable[PositiveInt] = Field(description="Number of attention heads.")
-    key_dim: Tunable[PositiveInt] = Field(description="Size of each head for query and key.")
-    value_dim: PositiveInt | None = Field(None, description="Size of each head for value (default: key_dim).")
+    num_heads: Tunable[Width] = Field(description="Number of attention heads.")
+    key_dim: Tunable[Width] = Field(description="Size of each head for query and key.")
+    value_dim: Width | None = Field(None, description="Size of each head for value (default: key_dim).")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout on the attention weights.")
     use_bias: bool = Field(True, description="Dense projections use biases.")
     use_causal_mask: bool = Field(False, description="Mask future positions (decoder self-attention).")

@@ -2,15 +2,15 @@
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, PositiveInt, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from kerasflow.spec.base import Tunable
+from kerasflow.spec.base import Count, Tunable, Width
 from kerasflow.spec.nodes.layers import Activation, KerasLayer, Rate
 from kerasflow.spec.registry import register_layer
 
 
 class _Recurrent(KerasLayer):
-    units: Tunable[PositiveInt] = Field(description="Size of the hidden state.")
+    units: Tunable[Width] = Field(description="Size of the hidden state.")
     activation: Tunable[Activation] = Field("tanh", description="Activation of the candidate state.")
     return_sequences: bool = Field(False, description="Return every step's output, not only the last.")
     go_backwards: bool = Field(False, description="Read the sequence in reverse.")
