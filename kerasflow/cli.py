@@ -4,7 +4,6 @@ TensorFlow."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -14,85 +13,11 @@ import click
 
 from kerasflow import __version__
 from kerasflow.api import TEMPLATES
+from kerasflow.failures import EXIT_BUG, EXIT_SPEC_ERROR  # noqa: F401  (exit codes: public)
+from kerasflow.failures import reports_errors as _reports_errors
 from kerasflow.spec.errors import SpecError
 
-EXIT_SPEC_ERROR = 2
-EXIT_ENVIRONMENT = 1  # a file could not be read or written, memory ran out: not the spec, not a bug
-EXIT_BUG = 70  # EX_SOFTWARE
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def _reports_errors(fn):
-    """Errors without a traceback, each with its own exit code: SpecError 2,
-    Ctrl-C 130, an OS error 1, anything else is a bug: one line that says so
-    and where the full traceback was written (`kerasflow --debug` shows it)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
-            raise
-        except SpecError as exc:
-            click.echo(click.style("error: ", fg="red", bold=True) + exc.format(), err=True)
-            sys.exit(EXIT_SPEC_ERROR)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:
-            if _debug():
-                raise
-            if isinstance(exc, (OSError, MemoryError)) and not _is_bug(exc):
-                click.echo(click.style("error: ", fg="red", bold=True) + _environment_error(exc), err=True)
-                sys.exit(EXIT_ENVIRONMENT)
-            click.echo(click.style("internal error: ", fg="red", bold=True) + _bug_report(exc), err=True)
-            sys.exit(EXIT_BUG)
-
-    return wrapper
-
-
-def _debug() -> bool:
-    ctx = click.get_current_context(silent=True)
-    flag = bool(ctx and ctx.find_root().params.get("debug"))
-    return flag or os.environ.get("KERASFLOW_DEBUG", "") not in ("", "0")
-
-
-def _is_bug(exc: BaseException) -> bool:
-    # An OSError without a file name (e.g. a bad argument to a system call) comes from our code, not the disk.
-    return isinstance(exc, OSError) and exc.filename is None and exc.errno is None
-
-
-def _environment_error(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "out of memory; use a smaller batch_size or less data"
-    where = f": {exc.filename}" if exc.filename else ""
-    return f"{exc.strerror or exc}{where}"
-
-
-def _bug_report(exc: BaseException) -> str:
-    """Write the traceback to a file; the one-line message that points to it."""
-    import platform
-    import tempfile
-    import time
-    import traceback
-
-    text = (f"kerasflow {__version__}, Python {platform.python_version()} on {platform.platform()}\n"
-            f"command: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(exc)))
-    name = f"kerasflow-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
-    try:
-        path = os.path.join(tempfile.gettempdir(), name)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        where = f"the full traceback is in {path}"
-    except OSError:
-        where = "the traceback could not be written to a file; rerun with --debug to see it"
-    summary = (str(exc).splitlines() or [""])[0][:200]
-    return (f"{type(exc).__name__}: {summary}\n"
-            f"This is a bug in kerasflow, not a problem with your input; {where}.\n"
-            "Please report it to the kerasflow maintainers with that file attached "
-            "(rerun with `kerasflow --debug ...` to see the traceback here).")
-
-
 PORT = click.IntRange(0, 65535)  # 0: any free port
 
 
