@@ -59,7 +59,7 @@ def _read_csv(pd, path, delimiter, *, key, **kwargs):
         try:  # pyarrow parses several times faster than the C engine
             return pd.read_csv(path, sep=delimiter, engine="pyarrow", **kwargs)
         except Exception:  # it is stricter (e.g. ragged rows); the C engine gives the better message
-            _check_field_counts(path, delimiter, key)  # the C engine would drop extra fields silently
+            check_field_counts(path, delimiter, key)  # the C engine would drop extra fields silently
             return pd.read_csv(path, sep=delimiter, **kwargs)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         message = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
@@ -67,7 +67,7 @@ def _read_csv(pd, path, delimiter, *, key, **kwargs):
                                 hint=str(path))) from None
 
 
-def _check_field_counts(path: Path, delimiter: str, key: str) -> None:
+def check_field_counts(path: Path, delimiter: str, key: str) -> None:
     """Every row has as many fields as the header, or a SpecError naming the line."""
     import csv
 
