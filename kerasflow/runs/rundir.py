@@ -127,14 +127,7 @@ class RunDir:
             SpecError: naming the directory and the missing file, or the corrupt
                 file and what is wrong with it.
         """
-        required = [SPEC_FILE, STATS_FILE, TARGETS_FILE] + ([MODEL_FILE] if need_model else [])
-        missing = [name for name in required if not (self.path / name).is_file()]
-        if missing:
-            what = "not a kerasflow run directory" if SPEC_FILE in missing else "the run has not finished training"
-            raise SpecError(Problem(path=str(self.path), message=f"{what}: missing {', '.join(missing)}",
-                                    expected="a directory written by `kerasflow train` (runs/<name>/<run_id>/)",
-                                    hint="train first, or resume it with `kerasflow train --resume RUN_DIR`"
-                                    if SPEC_FILE not in missing else None))
+        self._require([SPEC_FILE, STATS_FILE, TARGETS_FILE] + ([MODEL_FILE] if need_model else []))
         loaded = self.loaded()
         stats = self._expect(self._json(STATS_FILE), dict, STATS_FILE, "a JSON object keyed by feature name")
         bad = [k for k, v in stats.items() if not isinstance(v, dict)]
@@ -149,6 +142,7 @@ class RunDir:
 
         from kerasflow.spec.loader import load_spec_dict
 
+        self._require([SPEC_FILE])
         file = self.path / SPEC_FILE
         try:
             raw = yaml.safe_load(file.read_text())
@@ -255,6 +249,15 @@ class RunDir:
             pass
 
     # ------------------------------------------------------------ helpers
+
+    def _require(self, names: list[str]) -> None:
+        missing = [name for name in names if not (self.path / name).is_file()]
+        if missing:
+            what = "not a kerasflow run directory" if SPEC_FILE in missing else "the run has not finished training"
+            raise SpecError(Problem(path=str(self.path), message=f"{what}: missing {', '.join(missing)}",
+                                    expected="a directory written by `kerasflow train` (runs/<name>/<run_id>/)",
+                                    hint="train first, or resume it with `kerasflow train --resume RUN_DIR`"
+                                    if SPEC_FILE not in missing else None))
 
     def _json(self, name: str, *, missing: Any = None) -> Any:
         file = self.path / name
