@@ -128,7 +128,7 @@ def test_diverging_training_is_a_spec_error_and_a_failed_mlflow_run(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     sets = _sets(tracking="{log_model: false}",
-                 stages="[{name: main, epochs: 2, optimizer: {type: sgd, learning_rate: 1.0e+12}}]")
+                 stages="[{name: main, epochs: 2, optimizer: {type: sgd, learning_rate: 10.0}}]")
     run_dir = tmp_path / "run"
     with pytest.raises(SpecError, match="training diverged: the loss became NaN/Inf in epoch 1") as err:
         train(load_spec(DIGITS_MLP, sets), run_dir=run_dir, quiet=True)
