@@ -15,7 +15,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
 from pydantic_core import PydanticCustomError, core_schema
 
 from kerasflow.spec.base import SpecModel
@@ -141,12 +141,29 @@ def node_entry(value: Any) -> Entry | None:
     return None
 
 
+class UncheckedNode(NodeSpec):
+    """A node of a type no module registered, kept (wiring checked, parameters
+    not) because the spec's `model.imports` may register it and were not
+    imported: validation then checks everything else without running them."""
+
+    model_config = ConfigDict(extra="allow")
+    layer: str | None = None
+    block: str | None = None
+
+
+UNCHECKED_TYPES = "unchecked_types"  # validation context key: keep unknown types as UncheckedNode
+
+
 def validate_node(value: Any, info: ValidationInfo) -> NodeSpec:
     """Validate one raw node against the schema of the type it names."""
     if isinstance(value, NodeSpec):
         return value
     entry = node_entry(value)
     if entry is None:
+        context = info.context if isinstance(info.context, dict) else {}
+        kind = next((k for k in ("layer", "block") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
+        if context.get(UNCHECKED_TYPES) and kind is not None:
+            return UncheckedNode.model_validate(value, context=info.context)
         raise PydanticCustomError(UNKNOWN_NODE, "unknown node type")
     # A ValidationError raised here keeps its errors, located under this node.
     return entry.params.model_validate(value, context=info.context)

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SpecModel, Tunable, TuneChoice, TAG_PREFIX, is_marker
+from kerasflow.spec.base import Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SafeName, SpecModel, Tunable, TuneChoice, TAG_PREFIX, is_marker
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "lamb")
 # Which optimizers take each type-specific option (mirrors the Keras 3 constructors;
@@ -199,7 +199,7 @@ class Callbacks(SpecModel):
 class Stage(SpecModel):
     """One fit() call with its own epochs, optimizer, callbacks and frozen nodes."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name (unique; names its files).")
+    name: SafeName = Field(description="Stage name (unique; names its files).")
     epochs: Tunable[Count] = Field(description="Epochs in this stage (epoch numbers continue across stages).")
     optimizer: Optimizer = Field(default_factory=Optimizer, description="This stage's optimizer (a fresh one).")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="Callbacks of this stage.")
