@@ -24,7 +24,7 @@ def check_losses_and_metrics(spec: Any, add: Add) -> None:
             if path not in reported:
                 reported.add(path)
                 add(path, f"unknown loss `{loss}`", expected="a Keras loss name, e.g. sparse_categorical_crossentropy, "
-                    "binary_crossentropy, mse", received=repr(loss), hint=did_you_mean(loss, LOSSES))
+                    "binary_crossentropy, mse", received=repr(loss), hint=did_you_mean(loss, _same_case(loss, LOSSES)))
         elif target_name in targets:
             _loss_fits_target(path, loss, targets[target_name], add)
 
@@ -35,7 +35,12 @@ def check_losses_and_metrics(spec: Any, add: Add) -> None:
         for i, metric in enumerate(names):
             if metric.lower() not in COMPILE_METRICS and metric not in METRICS:
                 add(path + (i,), f"unknown metric `{metric}`", expected="a Keras metric name, e.g. accuracy, auc, mae",
-                    received=repr(metric), hint=did_you_mean(metric, METRICS + COMPILE_METRICS))
+                    received=repr(metric), hint=did_you_mean(metric, _same_case(metric, METRICS + COMPILE_METRICS)))
+
+
+def _same_case(name: str, names: tuple[str, ...]) -> list[str]:
+    """Suggest `mse`-style names for a lowercase typo, class names otherwise."""
+    return [n for n in names if n.islower() == name.islower()] or list(names)
 
 
 def _loss_fits_target(path: tuple, loss: str, target: Any, add: Add) -> None:
