@@ -203,7 +203,7 @@ def _check_marker_against(tp: Any):
 
     def check(marker):
         if isinstance(marker, TuneChoice):
-            candidates = [v for v in marker.values if not isinstance(v, dict)]
+            candidates = marker.values
         elif isinstance(marker, (TuneInt, TuneFloat)):
             candidates = [marker.min, marker.max]
         else:
@@ -233,3 +233,30 @@ class _TunableFactory:
 
 
 Tunable = _TunableFactory()
+
+
+def _choice_tag(value: Any) -> str:
+    return TUNE_TAG if is_marker(value) or isinstance(value, TuneChoice) else VALUE_TAG
+
+
+@functools.lru_cache(maxsize=None)
+def choice_of(tp: Any, name: str) -> type[TuneChoice]:
+    """`{tune: choice, values: [...]}` whose every value is validated as `tp`
+    (a conditional sub-space: markers inside a value are searched only while
+    it is chosen)."""
+    from pydantic import create_model
+
+    return create_model(
+        f"ChoiceOf{name}", __base__=TuneChoice, __doc__=f"`tune: choice` between whole {name} mappings.",
+        values=(list[tp], Field(min_length=1, description=f"The alternatives, each a full {name}.")),
+        default=(tp | None, Field(None, description="The alternative tried first (default: the first).")),
+    )
+
+
+def Choosable(tp: Any, name: str) -> Any:
+    """A mapping field (`optimizer`, `kernel_regularizer`, ...) that also accepts
+    `{tune: choice, values: [mapping, mapping, ...]}`."""
+    return Annotated[
+        Union[Annotated[tp, Tag(VALUE_TAG)], Annotated[choice_of(tp, name), Tag(TUNE_TAG)]],
+        Discriminator(_choice_tag),
+    ]

@@ -11,7 +11,7 @@ from typing import Any
 
 from kerasflow.spec.errors import Locations, Problem, did_you_mean, join_path, locate
 from kerasflow.spec.imports import HOW_TO_ALLOW
-from kerasflow.spec.registry import UncheckedNode
+from kerasflow.spec.registry import NodeChoice, UncheckedNode, alternatives
 from kerasflow.spec.target_checks import check_losses_and_metrics, check_output_units
 
 
@@ -46,12 +46,14 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
             add(node_path(name), "empty node name", hint="give the node a name (it names its Keras layer)")
         if name in inputs:
             add(node_path(name), f"node name `{name}` is also an input feature; rename the node")
-        refs = node.references()
-        if not refs:
-            add(node_path(name), f"node `{name}` has no input", hint="add `input: <feature or node>`")
-        for field, ref in refs:
-            if ref not in known:
-                add(node_path(name) + (field.split("[")[0],), f"`{ref}` is neither an input nor a node",
+        for i, option in enumerate(alternatives(node)):
+            where = node_path(name) + (("values", i) if isinstance(node, NodeChoice) else ())
+            if not option.references():
+                add(where, f"node `{name}` has no input", hint="add `input: <feature or node>`")
+            for field, ref in option.references():
+                if ref in known:
+                    continue
+                add(where + (field.split("[")[0],), f"`{ref}` is neither an input nor a node",
                     expected="one of: " + ", ".join(sorted(known - {name})),
                     hint=did_you_mean(ref, sorted(known - {name})))
 

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from kerasflow.spec.registry import NodeSpec, load_all
+from kerasflow.spec.base import TuneChoice
+from kerasflow.spec.registry import NodeChoice, NodeSpec, load_all
 
 HEADER = """# Spec reference
 
@@ -59,6 +60,8 @@ def _type_name(tp: Any) -> str:
     if tp is NodeSpec:
         return "node (a layer or block below)"
     if isinstance(tp, type):
+        if issubclass(tp, TuneChoice) and tp is not TuneChoice:  # a choice over whole mappings or nodes
+            return "`tune: choice` of " + ("nodes" if tp is NodeChoice else tp.__name__.removeprefix("ChoiceOf"))
         if issubclass(tp, BaseModel):
             return tp.__name__
         return {"NoneType": "null", "str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
@@ -99,7 +102,7 @@ def _section(title: str, model: type[BaseModel], level: int = 2, skip: tuple[str
 
 def render_reference() -> str:
     from kerasflow.spec import data_schema as d, sections as s, training_schema as t
-    from kerasflow.spec.base import TuneBool, TuneChoice, TuneFloat, TuneInt
+    from kerasflow.spec.base import TuneBool, TuneFloat, TuneInt
     from kerasflow.spec.model_schema import ModelSpec
     from kerasflow.spec.schema import Spec
 
@@ -131,4 +134,15 @@ def render_reference() -> str:
     out += ["## Tune markers", ""]
     for cls in (TuneInt, TuneFloat, TuneChoice, TuneBool):
         out += _section(f"`tune: {cls.model_fields['tune'].annotation.__args__[0]}`", cls, 3, ("tune",))
+    out += ["### `tune: choice` over whole nodes and mappings", "",
+            "Wherever a node (in `nodes:`, `sequential:` or a `residual` chain), an `optimizer`, a "
+            "`kernel_regularizer` or a `learning_rate` schedule is accepted, a `tune: choice` may list whole "
+            "alternatives. Each alternative is validated like the value it replaces, and the markers inside it "
+            "form a conditional sub-space: they are searched only in trials that choose it. `best.yaml` holds "
+            "the chosen alternative with its values.", "",
+            "```yaml", "model:", "  nodes:", "    body:", "      tune: choice", "      values:",
+            "        - {block: mlp, input: pixels, units: [128, 64]}",
+            "        - {block: residual, input: pixels, layers: [{layer: dense, units: 64}]}",
+            "```", ""]
+    out += _model_table(NodeChoice, ("tune",)) + [""]
     return "\n".join(out).rstrip() + "\n"

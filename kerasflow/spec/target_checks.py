@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from kerasflow.spec.errors import did_you_mean
 from kerasflow.spec.keras_names import BINARY_LOSSES, COMPILE_METRICS, LOSSES, METRICS, ONE_HOT_LOSSES, SPARSE_LOSSES
-from kerasflow.spec.registry import LayerNode
+from kerasflow.spec.registry import LayerNode, NodeChoice, alternatives
 
 Add = Callable[..., None]  # add(path, message, **Problem fields)
 
@@ -71,25 +71,31 @@ def check_output_units(spec: Any, outputs: dict[str, str], graph: dict, node_pat
         target, node = targets.get(target_name), graph.get(node_name)
         if target is None or node is None:
             continue  # reported elsewhere
-        units, units_path = _width(node, node_path(node_name))
-        if units is None:
-            continue
-        target_loss = loss.get(target_name) if isinstance(loss, dict) else loss
-        classes = _num_classes(target)
-        expected = None
-        if target.type in ("category", "sequence") and classes is not None and target_loss in SPARSE_LOSSES:
-            expected = classes
-            why = f"one per class of `{target_name}` (num_classes: {classes})"
-        elif target.type == "binary" and target_loss in BINARY_LOSSES:
-            expected = 1
-            why = f"one probability (or logit) per example for the binary target `{target_name}`"
-        if expected is not None and units != expected:
-            add(units_path, f"output `{node_name}` has {units} units, expected {expected}: {why}",
-                expected=f"units: {expected}", received=str(units))
-        if units == 1 and getattr(node, "activation", None) == "softmax":
-            add(units_path[:-1] + ("activation",), f"output `{node_name}` applies softmax to one unit: it is always 1",
-                expected="sigmoid (one unit) or softmax over two or more units", received="softmax",
-                hint="use `activation: sigmoid` with `binary_crossentropy`")
+        for i, option in enumerate(alternatives(node)):
+            path = node_path(node_name) + (("values", i) if isinstance(node, NodeChoice) else ())
+            _check_width(option, path, node_name, target, target_name, loss, add)
+
+
+def _check_width(node: Any, path: tuple, node_name: str, target: Any, target_name: str, loss: Any, add: Add) -> None:
+    units, units_path = _width(node, path)
+    if units is None:
+        return
+    target_loss = loss.get(target_name) if isinstance(loss, dict) else loss
+    classes = _num_classes(target)
+    expected = None
+    if target.type in ("category", "sequence") and classes is not None and target_loss in SPARSE_LOSSES:
+        expected = classes
+        why = f"one per class of `{target_name}` (num_classes: {classes})"
+    elif target.type == "binary" and target_loss in BINARY_LOSSES:
+        expected = 1
+        why = f"one probability (or logit) per example for the binary target `{target_name}`"
+    if expected is not None and units != expected:
+        add(units_path, f"output `{node_name}` has {units} units, expected {expected}: {why}",
+            expected=f"units: {expected}", received=str(units))
+    if units == 1 and getattr(node, "activation", None) == "softmax":
+        add(units_path[:-1] + ("activation",), f"output `{node_name}` applies softmax to one unit: it is always 1",
+            expected="sigmoid (one unit) or softmax over two or more units", received="softmax",
+            hint="use `activation: sigmoid` with `binary_crossentropy`")
 
 
 def _width(node: Any, path: tuple) -> tuple[int | None, tuple]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import Count, NonNegativeFactor, Seed, SpecModel, Tunable, Width
+from kerasflow.spec.base import Choosable, Count, NonNegativeFactor, Seed, SpecModel, Tunable, Width
 from kerasflow.spec.registry import LayerNode, register_layer
 
 Activation = Literal[
@@ -86,7 +86,7 @@ class Dense(KerasLayer):
     activation: Tunable[Activation | None] = Field(None, description="Activation name, e.g. relu, softmax.")
     use_bias: bool = Field(True, description="Add a bias vector.")
     kernel_initializer: Initializer = Field("glorot_uniform", description="Initializer of the kernel.")
-    kernel_regularizer: Regularizer | None = Field(None, description="Penalty on the kernel, e.g. {l2: 1e-4}.")
+    kernel_regularizer: Choosable(Regularizer, "Regularizer") | None = Field(None, description="Penalty on the kernel, e.g. {l2: 1e-4}.")
 
 
 @register_layer("dropout", "Dropout")
