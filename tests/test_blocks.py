@@ -34,7 +34,7 @@ BLOCK_CASES = {
         (["tok"], "input: tok, vocab_size: 20, embed_dim: 6, max_length: 10", (6, 6)),
     ],
     "transformer_encoder": [
-        (["seq"], "input: seq, num_heads: 2, ff_dim: 8, num_layers: 2, norm: pre, causal: true", (8, 4)),
+        (["seq"], "input: seq, num_heads: 2, key_dim: 2, ff_dim: 8, num_layers: 2, norm: pre, causal: true, attention_dropout: 0.1", (8, 4)),
     ],
     "transformer_decoder": [
         (["seq", "ctx"], "input: [seq, ctx], num_heads: 2, key_dim: 3, ff_dim: 8", (8, 4)),
@@ -93,7 +93,7 @@ def test_causal_attention_never_looks_ahead(tmp_path, block, extra_feature):
     source = "[e, ctx]" if extra_feature else "e"
     model_yaml = (f"model:\n  inputs: {features}\n  nodes:\n"
                   "    e: {block: token_and_position_embedding, input: tok, vocab_size: 20, embed_dim: 4}\n"
-                  f"    t: {{block: {block}, input: {source}, num_heads: 2, ff_dim: 8, causal: true, dropout: 0}}\n")
+                  f"    t: {{block: {block}, input: {source}, num_heads: 2, key_dim: 2, ff_dim: 8, causal: true, dropout: 0}}\n")
     model = build_model(load_spec(write_spec(tmp_path, model_yaml, features)))
     batch = random_batch(model, n=2)
     changed = {k: v.copy() for k, v in batch.items()}
@@ -128,7 +128,7 @@ def test_block_depth_can_be_a_tune_choice(tmp_path):
 
 
 @pytest.mark.parametrize("model_yaml, match", [
-    ("    b: {block: transformer_decoder, input: vec, num_heads: 2, ff_dim: 4}\n",
+    ("    b: {block: transformer_decoder, input: vec, num_heads: 2, key_dim: 2, ff_dim: 4}\n",
      r"model\.nodes\.b: transformer_decoder takes 2 inputs, received 1"),
     ("    b: {block: residual, input: vec, layers: [{layer: dense, units: 2, input: vec}]}\n",
      r"model\.nodes\.b: layers\[0\] reads the previous layer of the chain"),
@@ -143,7 +143,7 @@ def test_invalid_blocks_are_spec_errors_at_validation(tmp_path, model_yaml, matc
 
 
 @pytest.mark.parametrize("model_yaml, match", [
-    ("    b: {block: transformer_encoder, input: vec, num_heads: 2, ff_dim: 4}\n",
+    ("    b: {block: transformer_encoder, input: vec, num_heads: 2, key_dim: 2, ff_dim: 4}\n",
      r"model\.nodes\.b: transformer_encoder: expected the input as \(batch, steps, features\).*got \(None, 6\)"),
     ("    r: {layer: reshape, input: vec, target_shape: [2, 3, 1]}\n"
      "    b: {block: residual, input: r, layers: [{layer: max_pooling2d, pool_size: [2, 1]}]}\n",
@@ -155,3 +155,41 @@ def test_block_shape_errors_name_the_node(tmp_path, model_yaml, match):
 
     with pytest.raises(SpecError, match=match):
         build_model(load_spec(write_spec(tmp_path, "model:\n  nodes:\n" + model_yaml, ["vec"])))
+
+
+def test_block_defaults_are_keras_defaults(tmp_path):
+    """A block left at its defaults builds what plain Keras layers would: biases
+    kept under batch norm, Keras' BatchNormalization momentum and
+    LayerNormalization epsilon, no dropout on the attention weights."""
+    from kerasflow.model.builder import build_model
+
+    stacks = ("model:\n  nodes:\n    c: {block: conv_stack, input: img, filters: [3], batch_norm: true}\n"
+              "    m: {block: mlp, input: c, units: [4], batch_norm: true}\n")
+    transformer = "model:\n  nodes:\n    t: {block: transformer_encoder, input: seq, num_heads: 2, key_dim: 4, ff_dim: 8}\n"
+    layers = {layer.name: layer for model_yaml, feature in ((stacks, "img"), (transformer, "seq"))
+              for layer in build_model(load_spec(write_spec(tmp_path, model_yaml, [feature]))).layers}
+    assert layers["c.conv_0"].use_bias and layers["m.dense_0"].use_bias
+    assert layers["c.norm_0"].momentum == keras.layers.BatchNormalization().momentum
+    attention = layers["t.0.attention"]
+    assert (attention._key_dim, attention._dropout) == (4, 0.0)
+    assert layers["t.0.attention_norm"].epsilon == keras.layers.LayerNormalization().epsilon
+    assert layers["c.pool_0"].padding == keras.layers.MaxPooling2D().padding
+
+
+def test_block_choices_are_options(tmp_path):
+    from kerasflow.model.builder import build_model
+
+    mlp = "model:\n  nodes:\n    m: {block: mlp, input: vec, units: [4], batch_norm: true, use_bias: false}\n"
+    transformer = ("model:\n  nodes:\n    t: {block: transformer_encoder, input: seq, num_heads: 2, key_dim: 4, "
+                   "ff_dim: 8, attention_dropout: 0.2, dropout: 0.3, epsilon: 1.0e-6}\n")
+    layers = {layer.name: layer for model_yaml, feature in ((mlp, "vec"), (transformer, "seq"))
+              for layer in build_model(load_spec(write_spec(tmp_path, model_yaml, [feature]))).layers}
+    assert not layers["m.dense_0"].use_bias
+    assert layers["t.0.attention"]._dropout == 0.2 and layers["t.0.attention_dropout"].rate == 0.3
+    assert layers["t.0.attention_norm"].epsilon == 1e-6
+
+
+def test_transformer_key_dim_is_required(tmp_path):
+    model_yaml = "model:\n  nodes:\n    t: {block: transformer_encoder, input: seq, num_heads: 2, ff_dim: 8}\n"
+    with pytest.raises(SpecError, match=r"model\.nodes\.t\.key_dim: missing required key"):
+        load_spec(write_spec(tmp_path, model_yaml, ["seq"]))

@@ -28,7 +28,7 @@ def build_residual(node, inputs, name):
     if node.norm == "layer":
         x = keras.layers.LayerNormalization(name=f"{name}.norm", **kw)(x)
     elif node.norm == "batch":
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}.norm", **kw)(x)  # settles in few steps
+        x = keras.layers.BatchNormalization(momentum=node.batch_norm_momentum, name=f"{name}.norm", **kw)(x)
     if node.activation:
         x = keras.layers.Activation(node.activation, name=f"{name}.activation", **kw)(x)
     return x

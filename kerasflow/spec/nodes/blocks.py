@@ -40,9 +40,12 @@ class MLP(_Block):
     activation: Tunable[Activation] = Field("relu", description="Activation of every layer.")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after every layer (0: none).")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize before each activation.")
+    use_bias: Tunable[bool] = Field(
+        True, description="Each layer has a bias (Keras' default, also with batch_norm). Keras examples often pass "
+        "false before batch normalization, whose beta makes the bias redundant.")
     batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
-        0.9, description="Momentum of the moving statistics (Keras' 0.99 needs hundreds of steps to settle; "
-        "small datasets have few).")
+        0.99, description="Momentum of the moving statistics (Keras' default; 0.9 settles faster on small "
+        "datasets with few steps).")
     kernel_regularizer: Choosable(Regularizer, "Regularizer") | None = Field(None, description="Penalty on every kernel, e.g. {l2: 1e-4}.")
 
 
@@ -57,10 +60,15 @@ class ConvStack(_Block):
     padding: Padding = Field("same", description="Padding of the convolutions.")
     pool: Literal["max", "average"] | None = Field("max", description="Pooling after each level (null: none).")
     pool_size: Size2D = Field(2, description="Pooling window.")
+    pool_padding: Padding = Field("valid", description="Padding of the pooling (Keras' default; `same` keeps odd sizes' "
+                                  "last row and column).")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize before each activation.")
+    use_bias: Tunable[bool] = Field(
+        True, description="Each layer has a bias (Keras' default, also with batch_norm). Keras examples often pass "
+        "false before batch normalization, whose beta makes the bias redundant.")
     batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
-        0.9, description="Momentum of the moving statistics (Keras' 0.99 needs hundreds of steps to settle; "
-        "small datasets have few).")
+        0.99, description="Momentum of the moving statistics (Keras' default; 0.9 settles faster on small "
+        "datasets with few steps).")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after each level (0: none).")
 
 
@@ -100,13 +108,18 @@ class TokenAndPositionEmbedding(_Block):
 
 class _Transformer(_Block):
     num_heads: Tunable[Width] = Field(description="Attention heads.")
-    key_dim: Tunable[Width] | None = Field(None, description="Size of each head (default: width / num_heads).")
+    key_dim: Tunable[Width] = Field(description="Size of each attention head (Keras' MultiHeadAttention has no "
+                                    "default; Keras' text-classification example passes the embedding width).")
     ff_dim: Tunable[Width] = Field(description="Hidden units of the feed-forward part.")
     num_layers: Tunable[Count] = Field(1, description="Identical layers stacked.")
-    dropout: Tunable[Rate] = Field(0.1, description="Dropout on attention weights and residual branches.")
+    dropout: Tunable[Rate] = Field(0.1, description="Dropout on the output of each residual branch (attention and "
+                                   "feed-forward) before the sum.")
+    attention_dropout: Tunable[Rate] = Field(0.0, description="Dropout on the attention weights (MultiHeadAttention's "
+                                             "`dropout`; Keras' default 0).")
     activation: Tunable[Activation] = Field("relu", description="Activation of the feed-forward part.")
     norm: Literal["post", "pre"] = Field("post", description="LayerNormalization after (post) or before (pre) each residual branch.")
-    epsilon: PositiveFloat = Field(1e-5, description="LayerNormalization epsilon.")
+    epsilon: PositiveFloat = Field(1e-3, description="LayerNormalization epsilon (Keras' default; Keras' Transformer "
+                                   "examples pass 1e-6).")
 
 
 @register_block("transformer_encoder", _MODEL + "transformer:build_transformer_encoder")
@@ -131,6 +144,7 @@ class Residual(_Block):
     layers: list[Node] = Field(min_length=1, description="The chain: nodes without `input` (each reads the previous).")
     project: bool = Field(True, description="Project the skip with a Dense/1x1 conv when the widths differ.")
     norm: Literal["layer", "batch"] | None = Field(None, description="Normalization after the sum.")
+    batch_norm_momentum: confloat(gt=0, lt=1) = Field(0.99, description="Momentum of `norm: batch` (Keras' default).")
     activation: Activation | None = Field(None, description="Activation after the sum (and norm).")
 
     @model_validator(mode="after")
