@@ -147,7 +147,7 @@ def test_invalid_blocks_are_spec_errors_at_validation(tmp_path, model_yaml, matc
      r"model\.nodes\.b: transformer_encoder: expected the input as \(batch, steps, features\).*got \(None, 6\)"),
     ("    r: {layer: reshape, input: vec, target_shape: [2, 3, 1]}\n"
      "    b: {block: residual, input: r, layers: [{layer: max_pooling2d, pool_size: [2, 1]}]}\n",
-     r"model\.nodes\.b: residual: the chain maps shape \(None, 2, 3, 1\) to \(None, 1, 3, 1\)"),
+     r"model\.nodes\.b: residual: the chain gives shape \(None, 1, 3, 1\) but the skip is \(None, 2, 3, 1\).*add a `shortcut`"),
     ("    b: {block: positional_embedding, input: vec}\n", r"model\.nodes\.b: positional_embedding: .*\(batch, steps, features\)"),
 ])
 def test_block_shape_errors_name_the_node(tmp_path, model_yaml, match):

@@ -139,18 +139,28 @@ class TransformerDecoder(_Transformer):
 
 @register_block("residual", _MODEL + "residual:build_residual")
 class Residual(_Block):
-    """A chain of nodes whose output is added to its input (a skip connection)."""
+    """A chain of nodes whose output is added to its input (a skip connection).
+
+    The skip is the input itself, or the `shortcut` chain applied to it: a
+    projection that changes its shape the way the main chain does, e.g. Keras'
+    Xception example's `Conv2D(size, 1, strides=2, padding="same")`.
+    """
 
     layers: list[Node] = Field(min_length=1, description="The chain: nodes without `input` (each reads the previous).")
-    project: bool = Field(True, description="Project the skip with a Dense/1x1 conv when the widths differ.")
+    shortcut: list[Node] | None = Field(
+        None, description="Nodes without `input` applied to the skip before the sum (strides, 1x1 conv, pooling), "
+        "named `<node>.shortcut.<part>`; null: the input itself (see `project`).")
+    project: bool = Field(True, description="Without `shortcut`: project the skip with a Dense/1x1 conv (named "
+                          "`<node>.projection`) when only the widths differ.")
     norm: Literal["layer", "batch"] | None = Field(None, description="Normalization after the sum.")
     batch_norm_momentum: confloat(gt=0, lt=1) = Field(0.99, description="Momentum of `norm: batch` (Keras' default).")
     activation: Activation | None = Field(None, description="Activation after the sum (and norm).")
 
     @model_validator(mode="after")
     def _chained(self):
-        for i, item in enumerate(self.layers):
-            if item.input_names():
-                raise ValueError(f"layers[{i}] reads the previous layer of the chain: remove its `input`")
+        for key in ("layers", "shortcut"):
+            for i, item in enumerate(getattr(self, key) or []):
+                if item.input_names():
+                    raise ValueError(f"{key}[{i}] reads the previous layer of the chain: remove its `input`")
         return self
 
