@@ -39,7 +39,13 @@ BLOCK_CASES = {
     "transformer_decoder": [
         (["seq", "ctx"], "input: [seq, ctx], num_heads: 2, key_dim: 3, ff_dim: 8", (8, 4)),
     ],
+    "repeat": [
+        (["vec"], "input: vec, values: {units: [5, 3]}, node: {layer: dense, units: {each: units}}", (3,)),
+        (["vec"], "input: vec, times: 2, node: {block: mlp, units: [4], batch_norm: true}", (4,)),
+    ],
     "residual": [
+        (["img"], "input: img, layers: [{layer: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: same}], "
+                  "shortcut: [{layer: conv2d, filters: 4, kernel_size: 1, strides: 2, padding: same}]", (4, 4, 4)),
         (["vec"], "input: vec, layers: [{layer: dense, units: 8, activation: relu}, {block: mlp, units: [5]}], "
                   "norm: layer, activation: relu", (5,)),
         (["img"], "input: img, layers: [{layer: conv2d, name: conv, filters: 3, kernel_size: 3, padding: same}], "
@@ -193,3 +199,47 @@ def test_transformer_key_dim_is_required(tmp_path):
     model_yaml = "model:\n  nodes:\n    t: {block: transformer_encoder, input: seq, num_heads: 2, ff_dim: 8}\n"
     with pytest.raises(SpecError, match=r"model\.nodes\.t\.key_dim: missing required key"):
         load_spec(write_spec(tmp_path, model_yaml, ["seq"]))
+
+
+def test_repeat_expands_to_ordinary_nodes(tmp_path):
+    from kerasflow.model.builder import build_graph
+
+    model_yaml = ("model:\n  nodes:\n    h: {block: repeat, input: vec, values: {units: [8, 4, 2], act: [relu, tanh, relu]}, "
+                  "node: {layer: dense, units: {each: units}, activation: {each: act}}}\n"
+                  "    out: {layer: dense, input: h, units: 1}\n")
+    built = build_graph(load_spec(write_spec(tmp_path, model_yaml, ["vec"])))
+    assert list(built.paths) == ["h_0", "h_1", "h", "out"]
+    layers = {layer.name: layer for layer in built.model.layers}
+    assert [(layers[n].units, layers[n].activation.__name__) for n in ("h_0", "h_1", "h")] == \
+        [(8, "relu"), (4, "tanh"), (2, "relu")]
+
+
+@pytest.mark.parametrize("model_yaml, match", [
+    ("    h: {block: repeat, input: vec, values: {u: [8, 4], a: [relu]}, node: {layer: dense, units: {each: u}}}\n",
+     r"model\.nodes\.h: .*lists of equal length.*u: 2, a: 1"),
+    ("    h: {block: repeat, input: vec, values: {u: [8, 4]}, node: {layer: dense, units: {each: v}}}\n",
+     r"`\{each: v\}` names no key of `values`; expected one of: u"),
+    ("    h: {block: repeat, input: vec, times: 2, node: {layer: dense, units: 3, input: vec}}\n",
+     r"reads the previous repetition"),
+    ("    h_0: {layer: dense, input: vec, units: 2}\n"
+     "    h: {block: repeat, input: h_0, times: 2, node: {layer: dense, units: 3}}\n",
+     r"model\.nodes\.h: repeat `h` names its repetitions .* `h_0` is also a declared node"),
+])
+def test_invalid_repeats_are_spec_errors(tmp_path, model_yaml, match):
+    with pytest.raises(SpecError, match=match):
+        load_spec(write_spec(tmp_path, "model:\n  nodes:\n" + model_yaml, ["vec"]))
+
+
+def test_render_shows_the_repeated_nodes(tmp_path):
+    import yaml
+
+    from kerasflow import api
+
+    model_yaml = ("model:\n  sequential:\n    - {block: repeat, name: h, values: {units: [8, 4]}, "
+                  "node: {layer: dense, units: {each: units}}}\n    - {layer: dense, name: out, units: 1}\n")
+    rendered = yaml.safe_load(api.render(write_spec(tmp_path, model_yaml, ["vec"])))
+    nodes = rendered["model"]["nodes"]
+    assert [(n, nodes[n]["input"], nodes[n]["units"]) for n in nodes] == [("h_0", "vec", 8), ("h", "h_0", 4),
+                                                                          ("out", "h", 1)]
+    (tmp_path / "rendered.yaml").write_text(yaml.safe_dump(rendered))
+    assert load_spec(tmp_path / "rendered.yaml").spec.model.graph().keys() == nodes.keys()  # renders reload

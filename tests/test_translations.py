@@ -392,3 +392,71 @@ model:
     batch = {"sex": np.array([[0], [1]], dtype="int64"), "thal": np.array([["normal"], ["reversible"]], dtype=object),
              "age": np.array([[40.0], [63.0]], dtype="float32")}
     assert_same_model(ours, theirs, batch, batch)
+
+
+def test_xception_with_repeat_is_the_same_model(tmp_path):
+    """The Xception example's `for size in [256, 512, 728]:` loop as one `repeat`
+    node: the repetitions are ordinary nodes `blocks_0`, `blocks_1`, `blocks`."""
+    ours = spec_model(tmp_path, "  features:\n    image: {type: numeric, shape: [32, 32, 3]}\n"
+                      "  target: {name: label, type: binary}\n", """\
+model:
+  nodes:
+    rescale: {layer: rescaling, input: image, scale: 0.00392156862745098}
+    entry_conv: {layer: conv2d, input: rescale, filters: 128, kernel_size: 3, strides: 2, padding: same}
+    entry_bn: {layer: batch_normalization, input: entry_conv}
+    entry_relu: {layer: activation, input: entry_bn, activation: relu}
+    blocks:
+      block: repeat
+      input: entry_relu
+      values: {size: [256, 512, 728]}
+      node:
+        block: residual
+        layers:
+          - {layer: activation, name: relu_1, activation: relu}
+          - {layer: separable_conv2d, name: sepconv_1, filters: {each: size}, kernel_size: 3, padding: same}
+          - {layer: batch_normalization, name: bn_1}
+          - {layer: activation, name: relu_2, activation: relu}
+          - {layer: separable_conv2d, name: sepconv_2, filters: {each: size}, kernel_size: 3, padding: same}
+          - {layer: batch_normalization, name: bn_2}
+          - {layer: max_pooling2d, name: pool, pool_size: 3, strides: 2, padding: same}
+        shortcut:
+          - {layer: conv2d, name: project, filters: {each: size}, kernel_size: 1, strides: 2, padding: same}
+    exit_sepconv: {layer: separable_conv2d, input: blocks, filters: 1024, kernel_size: 3, padding: same}
+    exit_bn: {layer: batch_normalization, input: exit_sepconv}
+    exit_relu: {layer: activation, input: exit_bn, activation: relu}
+    pool: {layer: global_average_pooling2d, input: exit_relu}
+    dropout: {layer: dropout, input: pool, rate: 0.25}
+    logits: {layer: dense, input: dropout, units: 1, activation: null}
+  outputs: {label: logits}
+""", "{type: binary_crossentropy, from_logits: true}")
+    names = [layer.name for layer in ours.layers]
+    assert {"blocks_0.sepconv_1", "blocks_1.shortcut.project", "blocks.sepconv_2", "blocks.add"} <= set(names)
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(128, 3, strides=2, padding="same", name="entry_conv")(x)
+    x = layers.BatchNormalization(name="entry_bn")(x)
+    x = layers.Activation("relu")(x)
+    previous_block_activation = x
+    for i, size in enumerate([256, 512, 728]):
+        node = "blocks" if size == 728 else f"blocks_{i}"
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", name=f"{node}.sepconv_1")(x)
+        x = layers.BatchNormalization(name=f"{node}.bn_1")(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", name=f"{node}.sepconv_2")(x)
+        x = layers.BatchNormalization(name=f"{node}.bn_2")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        residual = layers.Conv2D(size, 1, strides=2, padding="same", name=f"{node}.shortcut.project")(
+            previous_block_activation)
+        x = layers.add([x, residual])
+        previous_block_activation = x
+    x = layers.SeparableConv2D(1024, 3, padding="same", name="exit_sepconv")(x)
+    x = layers.BatchNormalization(name="exit_bn")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.25)(x)
+    outputs = layers.Dense(1, activation=None, name="logits")(x)
+    theirs = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert_same_model(ours, theirs, {"image": x}, x, atol=1e-4)

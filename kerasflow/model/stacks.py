@@ -62,3 +62,14 @@ def build_rnn_stack(node, inputs, name):
             layer = keras.layers.Bidirectional(layer, name=f"{name}.bidirectional_{i}", trainable=node.trainable)
         x = layer(x)
     return x
+
+
+def build_repeat(node, inputs, name):
+    """A `repeat` inside another block's chain (a graph-level repeat is expanded
+    into ordinary nodes before building): layers named `<name>.<i>.<part>`."""
+    from kerasflow.model.builder import build_node  # the repetitions are ordinary nodes
+
+    x = inputs[0]
+    for i, item in enumerate(node.repetitions()):
+        x = build_node(item, [x], f"{name}.{i}")
+    return x

@@ -2,13 +2,13 @@
 `<node>.<part>`; its build function (`module:function(node, inputs, name)`)
 lives in a module imported only when a model is built."""
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PositiveFloat, confloat, model_validator
+from pydantic import Field, PositiveFloat, PrivateAttr, confloat, model_validator
 
 from kerasflow.spec.base import Choosable, Count, Tunable, Width
 from kerasflow.spec.nodes.layers import Activation, Padding, Rate, Regularizer, Size2D
-from kerasflow.spec.registry import BlockNode, Node, register_block
+from kerasflow.spec.registry import BlockNode, Node, node_adapter, register_block
 
 # Build functions import Keras: named by string, resolved only when a model is built.
 _MODEL = "kerasflow.model."
@@ -164,3 +164,64 @@ class Residual(_Block):
                     raise ValueError(f"{key}[{i}] reads the previous layer of the chain: remove its `input`")
         return self
 
+
+
+EACH = "each"  # `{each: <key>}` in a repeated node takes that key's value of the repetition
+
+
+@register_block("repeat", _MODEL + "stacks:build_repeat")
+class Repeat(_Block):
+    """One node repeated in a chain, with per-repetition values.
+
+    `{each: <key>}` anywhere in `node` takes the repetition's value of `<key>`
+    from `values`, e.g. Keras' `for size in [256, 512, 728]:` is
+    `values: {size: [256, 512, 728]}` with `filters: {each: size}`. In the
+    graph the repetitions are ordinary nodes, each reading the previous one:
+    `<name>_0` ... `<name>_<n-2>`, and the last is `<name>` itself, so other
+    nodes and outputs read the chain's end by the repeat's name.
+    """
+
+    values: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = Field(
+        None, description="Per-repetition values by key (lists of equal length: one entry per repetition).")
+    times: Count | None = Field(None, description="Number of repetitions when no `values` are given.")
+    node: dict[str, Any] = Field(description="The repeated node, without `input`/`name`; `{each: <key>}` marks "
+                                 "a per-repetition value.")
+    _repetitions: tuple = PrivateAttr(())
+
+    @model_validator(mode="after")
+    def _expand(self):
+        lengths = {len(v) for v in (self.values or {}).values()}
+        if self.values is not None and len(lengths) != 1:
+            raise ValueError("expected lists of equal length under `values` (one entry per repetition), received "
+                             + ", ".join(f"{k}: {len(v)}" for k, v in self.values.items()))
+        count = lengths.pop() if self.values else self.times
+        if count is None or (self.values and self.times is not None and self.times != count):
+            raise ValueError("expected `values` (per-repetition lists) or `times`" +
+                             (f", received times: {self.times} for {count} values" if count else ""))
+        if "input" in self.node or "inputs" in self.node or "name" in self.node:
+            raise ValueError("the repeated `node` reads the previous repetition: remove its `input`/`name`")
+        expanded = []
+        for i in range(count):
+            raw = _substitute(self.node, {k: v[i] for k, v in (self.values or {}).items()}, i)
+            node = node_adapter().validate_python(raw)
+            expanded.append(node.model_copy(update={"trainable": node.trainable and self.trainable}))
+        self._repetitions = tuple(expanded)
+        return self
+
+    def repetitions(self) -> tuple:
+        """The repeated nodes, values substituted, without wiring."""
+        return self._repetitions
+
+
+def _substitute(value: Any, row: dict[str, Any], index: int) -> Any:
+    if isinstance(value, dict) and set(value) == {EACH}:
+        key = value[EACH]
+        if key not in row:
+            raise ValueError(f"repetition {index}: `{{each: {key}}}` names no key of `values`"
+                             + (f"; expected one of: {', '.join(row)}" if row else " (none given)"))
+        return row[key]
+    if isinstance(value, dict):
+        return {k: _substitute(v, row, index) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, row, index) for v in value]
+    return value
