@@ -420,3 +420,37 @@ def test_shipped_data_fragment_prepares(path):
     assert min(prepared.sizes.values()) > 0
     sample = prepared.sample_inputs(2)
     assert set(sample) == set(data["features"]) and all(len(v) == 2 for v in sample.values())
+
+
+def test_headerless_tsv_with_declared_label_values(tmp_path):
+    """The UCR archive's layout (FordA in Keras' time-series example): a TSV
+    without a header, the label first, labels -1 and 1."""
+    rng = np.random.default_rng(0)
+    labels = rng.choice([-1, 1], 60)
+    rows = np.column_stack([labels, labels, rng.normal(size=(60, 2))])  # t0 repeats the label
+    (tmp_path / "train.tsv").write_text("\n".join("\t".join(f"{v:g}" for v in row) for row in rows) + "\n")
+    raw = yaml.safe_load("""
+kerasflow: 1
+name: ucr
+data:
+  source: {type: csv, path: train.tsv, delimiter: "\\t", header: false, names: [label, t0, t1, t2]}
+  features:
+    signal: {type: numeric, shape: [3], column: [t0, t1, t2]}
+  target: {name: label, type: category, class_names: [-1, 1]}
+  split: {validation: 0.2, test: 0.2}
+model:
+  sequential:
+    - {layer: dense, name: out, units: 2, activation: softmax}
+training:
+  loss: sparse_categorical_crossentropy
+  stages: [{name: main, epochs: 1}]
+""")
+    spec = load_spec_dict(raw).spec
+    prepared = prepare_data(spec, base_dir=tmp_path)
+    assert prepared.targets["label"]["class_names"] == ["-1", "1"]
+    x, y = prepared.arrays("train")
+    assert set(np.unique(y["label"])) == {0, 1}
+    np.testing.assert_array_equal(y["label"].reshape(-1), (x["signal"][:, 0] == 1).astype(int))  # -1 -> 0, 1 -> 1
+    bad = dict(raw, data={**raw["data"], "source": {**raw["data"]["source"], "names": ["label", "t0"]}})
+    with pytest.raises(SpecError, match=r"data\.source\.names: train\.tsv line 1 has 4 fields, `names` lists 2"):
+        prepare_data(load_spec_dict(bad).spec, base_dir=tmp_path)
