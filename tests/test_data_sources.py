@@ -454,3 +454,33 @@ training:
     bad = dict(raw, data={**raw["data"], "source": {**raw["data"]["source"], "names": ["label", "t0"]}})
     with pytest.raises(SpecError, match=r"data\.source\.names: train\.tsv line 1 has 4 fields, `names` lists 2"):
         prepare_data(load_spec_dict(bad).spec, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, [[0, 0, 1, 2], [4, 5, 6, 7]]),  # pad_sequences' defaults: pad and cut at the start
+    ({"padding": "post", "truncating": "post"}, [[1, 2, 0, 0], [3, 4, 5, 6]]),
+])
+def test_token_lists_are_padded_as_pad_sequences(options, expected):
+    """Variable-length token lists (the keras imdb/reuters sources) become `length` ids."""
+    from kerasflow.data.columns import type_columns
+    from kerasflow.data.sources import Loaded, Table
+
+    raw = yaml.safe_load("""
+kerasflow: 1
+name: tokens
+data:
+  source: {type: keras, name: imdb}
+  features:
+    tokens: {type: sequence, length: 4, vocab_size: 10}
+  target: {name: label, type: binary}
+model:
+  sequential: [{layer: embedding, input_dim: 10, output_dim: 2}, {layer: flatten}, {layer: dense, units: 1, activation: sigmoid}]
+training: {loss: binary_crossentropy, stages: [{name: main, epochs: 1}]}
+""")
+    raw["data"]["features"]["tokens"].update(options)
+    spec = load_spec_dict(raw).spec
+    tokens = np.empty(2, dtype=object)
+    tokens[0], tokens[1] = [1, 2], [3, 4, 5, 6, 7]
+    loaded = Loaded(parts={"all": Table({"tokens": tokens, "label": np.array([0, 1])})})
+    typed = type_columns(loaded, spec.data)
+    assert np.asarray(typed.features["all"]["tokens"]).tolist() == expected

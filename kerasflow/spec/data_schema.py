@@ -222,6 +222,12 @@ class SequenceFeature(SpecModel):
     stride: Count = Field(1, description="timeseries: steps between consecutive windows.")
     length: Count | None = Field(None, description="sequence: tokens per example.")
     vocab_size: Count | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
+    padding: Literal["pre", "post"] = Field(
+        "pre", description="sequence: where variable-length token lists get zeros to reach `length` (Keras' "
+        "pad_sequences default `pre`: the last tokens sit next to the model's last step).")
+    truncating: Literal["pre", "post"] = Field(
+        "pre", description="sequence: which end of a longer token list is cut (pad_sequences default `pre`: "
+        "keep the last `length` tokens).")
     normalize: bool = Field(False, description="timeseries: normalize with statistics of the training part.")
     column: str | list[str] | None = Field(None, description="Source column(s); several columns make a multivariate series.")
 
