@@ -339,7 +339,19 @@ def test_plan_of_the_seed_mnist_mlp_prints_its_parameter_count(tmp_path):
     assert "Total params: 109,386" in text
     assert re.search(r"hidden1\s+dense\s+\(None, 128\)\s+100,480\s+model\.sequential\[1\]", text)
     assert "Parameter memory: 427.29 KB" in text
-    assert "Synthetic forward+backward step (batch 32" in text
+    assert re.search(r"ms at batch 8 .*; about \d+ ms at batch 32 \(scaled linearly: an estimate\)", text)
+    assert re.search(r"hidden1 \(Dense\)\s+│ \(None, 128\)\s+│\s+100,480 │", text)  # "Param #" not cropped
+    assert "depend on vocabularies" not in text
+
+
+def test_plan_says_when_parameter_counts_depend_on_data(tmp_path):
+    from kerasflow.model.plan import plan_model
+
+    model_yaml = "model:\n  sequential:\n    - {layer: dense, units: 2}\n"
+    path = tmp_path / "spec.yaml"
+    path.write_text("kerasflow: 1\nname: t\ndata:\n  source: {type: csv, path: x.csv}\n  features:\n"
+                    "    colour: {type: category}\n  target: {name: y, type: numeric}\n" + model_yaml + TRAINING)
+    assert "parameter counts after colour depend on vocabularies learned from the data" in plan_model(load_spec(path))
 
 
 def test_plan_fills_tune_markers_with_defaults_and_handles_plot(tmp_path):
