@@ -4,6 +4,7 @@ the seed architectures in specs/models/, and `plan`."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -367,3 +368,23 @@ def test_plan_fills_tune_markers_with_defaults_and_handles_plot(tmp_path):
         assert f"Plot written to {plot}" in text
     else:
         assert "pip install pydot" in text and "apt-get install graphviz" in text
+
+
+@pytest.mark.slow
+def test_cli_start_up_prints_no_tensorflow_noise(tmp_path):
+    """TensorFlow's C++ start-up lines (oneDNN, cudart_stub, cuInit errors on a
+    CPU-only machine) are not shown; the command's own output is."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("kerasflow: 1\nname: t\ndata:\n  source: {type: npz, path: x.npz}\n  features:\n"
+                    "    vec: {type: numeric, shape: [6]}\n  target: {name: y, type: numeric}\n"
+                    "model:\n  sequential:\n    - {layer: dense, units: 1}\n" + TRAINING)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    res = subprocess.run([sys.executable, "-m", "kerasflow.cli", "plan", str(path)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "Total params: 7" in res.stdout
+    for noise in ("I0000", "cudart_stub", "cuInit", "absl::InitializeLog"):
+        assert noise not in res.stderr, res.stderr
