@@ -173,6 +173,8 @@ class BatchScheduler:
         self._queues: dict[object, _Queue] = {}
         self._cond = threading.Condition()
         self._stopping = False
+        self._wait: float | None = None
+        self.stats = {"batches": 0, "tasks": 0, "rows": 0}  # what was run, for tests and logs
         self._threads = [threading.Thread(target=self._work, name=f"kerasflow-batch-{i}", daemon=True)
                          for i in range(params.num_batch_threads)]
         for thread in self._threads:
@@ -247,8 +249,11 @@ class BatchScheduler:
             return
         try:
             merged = merge_inputs([t.inputs for t in tasks], self.params)
+            with self._cond:
+                self.stats["batches"] += 1
+                self.stats["tasks"] += len(tasks)
+                self.stats["rows"] += sum(t.size for t in tasks)
             outputs = queue.run(merged)
-            total = sum(t.size for t in tasks)
             padded = next(iter(merged.values())).shape[0]
             for name, array in outputs.items():
                 if array.ndim == 0 or array.shape[0] != padded:
@@ -258,7 +263,6 @@ class BatchScheduler:
             for task in tasks:
                 task.future.set_result({k: v[start:start + task.size] for k, v in outputs.items()})
                 start += task.size
-            assert start == total
         except Exception as err:  # every request of the batch gets the batch's error
             for task in tasks:
                 if not task.future.done():

@@ -80,6 +80,11 @@ class EmbeddedServer:
         return self._ports["grpc"]
 
     @property
+    def batch_scheduler(self):
+        """The `BatchScheduler` when batching is on (its `stats` count batches and requests), else None."""
+        return self._scheduler
+
+    @property
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.rest_port}"
 
