@@ -281,3 +281,19 @@ def test_slow_broken_and_idle_clients_do_not_block_others(digits, digits_base):
         assert answer.startswith("HTTP/1.1 408") and "not received within 3s" in answer
         for sock in idle + [slow_client]:
             sock.close()
+
+
+def test_cli_reports_a_bad_batching_parameters_file(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "models" / "1").mkdir(parents=True)
+    bad = tmp_path / "batching.txt"
+    bad.write_text("max_batch_size: 16\n")  # TF Serving wants `max_batch_size { value: 16 }`
+    cli = [sys.executable, "-m", "kerasflow.cli", "serve", str(tmp_path / "models"), "--no-tfserving"]
+    result = subprocess.run(cli + ["--enable-batching", "--batching-parameters-file", str(bad)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "BatchingParameters" in result.stderr + result.stdout and "batching.txt" in result.stderr + result.stdout
+    result = subprocess.run(cli + ["--batching-parameters-file", str(bad)], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--enable-batching" in result.stderr + result.stdout

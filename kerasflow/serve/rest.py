@@ -55,11 +55,12 @@ class RestServer:
         max_body_bytes: largest request body (413 above it).
         executor: runs model calls and large-body parsing when batching is off.
         body_timeout: seconds a client may take to send its body (408 after it).
-        keepalive_timeout: seconds an idle keep-alive connection is kept open.
+        keepalive_timeout: seconds a connection may sit without a complete request: idle
+            keep-alive connections and clients trickling their headers are closed after it.
     """
 
     def __init__(self, host: str, port: int, repository: ModelRepository, max_body_bytes: int, *,
-                 executor: Executor, body_timeout: float = 30.0, keepalive_timeout: float = 75.0):
+                 executor: Executor, body_timeout: float = 30.0, keepalive_timeout: float = 30.0):
         self.host, self.port = host, port
         self.repository = repository
         self.max_body_bytes = max_body_bytes
@@ -165,9 +166,7 @@ class RestServer:
             else:
                 doc = rest_json.parse_body(body)
             if verb == "predict":
-                signature = servable.signature_def(doc.get("signature_name"))
-                dtypes = {k: _numpy_dtype(v.dtype) for k, v in signature.inputs.items()}
-                inputs, row_format = rest_json.request_tensors(doc, dtypes)
+                inputs, row_format = rest_json.request_tensors(doc, servable.numpy_dtypes(doc.get("signature_name")))
                 future = servable.submit(doc.get("signature_name"), inputs, self._executor)
                 return rest_json.response_body(await asyncio.wrap_future(future), row_format)
             from kerasflow.serve import inference
@@ -209,13 +208,6 @@ def _model_info(match: re.Match) -> tuple[str | None, int | None, str | None]:
     name, version, label = match.group(1), match.group(2), match.group(3)
     return (unquote(name) if name else None, int(version) if version else None,
             unquote(label) if label else None)
-
-
-def _numpy_dtype(enum: int):
-    import numpy as np
-    import tensorflow as tf
-
-    return np.dtype(tf.as_dtype(enum).as_numpy_dtype)  # object for DT_STRING
 
 
 def _as_dict(message) -> dict:

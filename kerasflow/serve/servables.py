@@ -55,6 +55,8 @@ class Servable:
         self._fns = {k: self._loaded.signatures[k] for k in self.signature_defs if k != _INIT_OP}
         self._dtypes = {k: {name: tf.as_dtype(info.dtype) for name, info in sig.inputs.items()}
                         for k, sig in self.signature_defs.items() if k in self._fns}
+        self._numpy_dtypes = {k: {name: np.dtype(dtype.as_numpy_dtype) for name, dtype in dtypes.items()}
+                              for k, dtypes in self._dtypes.items()}
         self._scheduler = scheduler
 
     def signature_def(self, name: str | None):
@@ -62,6 +64,11 @@ class Servable:
         if name not in self._fns:
             raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
         return self.signature_defs[name]
+
+    def numpy_dtypes(self, signature_name: str | None) -> dict[str, np.dtype]:
+        """Input name -> numpy dtype (object for DT_STRING) of a signature."""
+        self.signature_def(signature_name)  # unknown names fail with TF Serving's message
+        return self._numpy_dtypes[signature_name or DEFAULT_SIGNATURE]
 
     def check_inputs(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """TF Serving's input checks: names, shapes and dtypes against the signature."""
