@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per timed mode")
     parser.add_argument("--requests", type=int, default=20000, help="requests in the new-connection runs")
     args = parser.parse_args()
-    seconds, total = (2.0, 5000) if args.quick else (args.seconds, args.requests)
+    seconds, total = (1.5, 4000) if args.quick else (args.seconds, args.requests)
 
     rows_out: list[tuple[str, str, Result]] = []
     memory: list[tuple[str, float, float, int, int]] = []
