@@ -128,6 +128,8 @@ class BatchingParameters:
         if message.HasField("enable_large_batch_splitting") and message.enable_large_batch_splitting.value:
             log.warning("%s: enable_large_batch_splitting is not implemented by the embedded server; "
                         "requests over max_batch_size are refused", where)
+        if message.HasField("max_execution_batch_size"):
+            log.warning("%s: max_execution_batch_size only applies with large batch splitting; ignored", where)
         return cls(**values, allowed_batch_sizes=list(message.allowed_batch_sizes),
                    pad_variable_length_inputs=message.pad_variable_length_inputs, where=where)
 
