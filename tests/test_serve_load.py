@@ -243,19 +243,21 @@ def _post_head(length: int) -> bytes:
 def test_slow_broken_and_idle_clients_do_not_block_others(digits, digits_base):
     row = {"instances": digits.x_test["pixels"][:1].tolist()}
     with EmbeddedServer(digits_base, model_name="digits", rest_port=0, grpc_port=None,
-                        request_timeout=3.0) as srv:
+                        request_timeout=3.0, idle_timeout=2.0) as srv:
         threads_before = threading.active_count()
-        # a client trickling its body, one byte at a time
-        slow_client = _connect(srv)
+        # a client trickling its body one byte at a time, another its headers
+        slow_client, slow_headers = _connect(srv), _connect(srv)
         slow_client.sendall(_post_head(1000))
+        slow_headers.sendall(b"GET /v1/models/digits HTTP/1.1\r\n")
         stop = threading.Event()
 
         def trickle():
             while not stop.wait(0.2):
-                try:
-                    slow_client.sendall(b" ")
-                except OSError:
-                    return
+                for sock, data in ((slow_client, b" "), (slow_headers, b"X-Slow: 1\r\n")):
+                    try:
+                        sock.sendall(data)
+                    except OSError:
+                        pass
 
         trickler = threading.Thread(target=trickle, daemon=True)
         trickler.start()
@@ -277,9 +279,15 @@ def test_slow_broken_and_idle_clients_do_not_block_others(digits, digits_base):
         # the trickling client is cut off after request_timeout with a 408
         slow_client.settimeout(10)
         answer = slow_client.recv(4096).decode(errors="replace")
-        stop.set()
         assert answer.startswith("HTTP/1.1 408") and "not received within 3s" in answer
-        for sock in idle + [slow_client]:
+        # and the header trickler is disconnected after idle_timeout, without an answer
+        slow_headers.settimeout(10)
+        try:
+            assert slow_headers.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+        stop.set()
+        for sock in idle + [slow_client, slow_headers]:
             sock.close()
 
 

@@ -41,7 +41,9 @@ class EmbeddedServer:
         grpc_workers: gRPC thread-pool size (with batching, each waiting request holds one).
         batching: a `BatchingParameters` to merge concurrent requests into one signature
             call (TF Serving's `--enable_batching`); None calls the signature per request.
-        request_timeout: seconds a REST client may take to send a request body.
+        request_timeout: seconds a REST client may take to send a request body (then 408).
+        idle_timeout: seconds a REST connection may go without a complete request header:
+            idle keep-alive connections and clients trickling headers are closed after it.
         model_threads: threads running unbatched model calls for REST.
     """
 
@@ -49,7 +51,7 @@ class EmbeddedServer:
                  rest_port: int | None = 8501, grpc_port: int | None = 8500, poll_seconds: float = 2.0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, num_versions: int | None = 1,
                  version_labels: Mapping[str, int] | None = None, grpc_workers: int = 32, batching=None,
-                 request_timeout: float = 30.0, model_threads: int = 4):
+                 request_timeout: float = 30.0, idle_timeout: float = 30.0, model_threads: int = 4):
         if poll_seconds <= 0:
             raise SpecError(Problem("serve.poll_seconds", "poll interval must be positive",
                                     expected="> 0", received=str(poll_seconds)))
@@ -64,6 +66,7 @@ class EmbeddedServer:
         self.grpc_workers = grpc_workers
         self.batching = batching
         self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
         self.model_threads = model_threads
         self.repository = None
         self._executor = self._scheduler = None
@@ -122,7 +125,8 @@ class EmbeddedServer:
             from kerasflow.serve.rest import RestServer
 
             self._rest = RestServer(self.host, self._ports["rest"], self.repository, self.max_body_bytes,
-                                    executor=self._executor, body_timeout=self.request_timeout)
+                                    executor=self._executor, body_timeout=self.request_timeout,
+                                    keepalive_timeout=self.idle_timeout)
             self._ports["rest"] = self._rest.start()
         if self._ports["grpc"] is not None:
             from kerasflow.serve.grpc_api import start_grpc_server
