@@ -214,7 +214,8 @@ def _wrk(server: Server, body_file: Path, clients: int, seconds: float) -> Resul
     script.write_text(f'wrk.method = "POST"\nwrk.body = io.open("{body_file}"):read("*a")\n'
                       'wrk.headers["Content-Type"] = "application/json"\n')
     out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script),
-                          "--latency", server.url], capture_output=True, text=True, timeout=seconds + 60).stdout
+                          "--latency", server.url], capture_output=True, text=True, timeout=seconds + 60,
+                         check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))
     duration = float(re.search(r"requests in ([\d.]+)s", out).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
@@ -235,7 +236,8 @@ def _ab(server: Server, body_file: Path, clients: int, requests: int) -> Result 
     if not shutil.which("ab"):
         return None
     out = subprocess.run(["ab", "-q", "-r", "-s", "30", "-n", str(requests), "-c", str(clients), "-p", str(body_file),
-                          "-T", "application/json", server.url], capture_output=True, text=True, timeout=900).stdout
+                          "-T", "application/json", server.url], capture_output=True, text=True, timeout=900,
+                         check=True).stdout
     done = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
     non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
@@ -279,8 +281,8 @@ def main() -> None:
         batching_file.write_text(BATCHING)
 
         def baseline():
-            for clients in baselines:
-                baselines[clients].append(_in_process(base / "1", rows, clients, seconds).rate)
+            for clients, rates in baselines.items():
+                rates.append(_in_process(base / "1", rows, clients, seconds).rate)
 
         baseline()
         for label, params in (("off", None), ("on", batching_file)):
@@ -288,13 +290,13 @@ def main() -> None:
             try:
                 _python_rest(server, bodies, 4, 0.5, keep_alive=True)  # warm-up
                 for clients in (16, 64):
-                    runs = [("REST new conn", "ab", lambda: _ab(server, body_file, clients, int(total / 4))),
-                            ("REST keep-alive", "wrk", lambda: _wrk(server, body_file, clients, seconds)),
-                            ("REST keep-alive", "python", lambda: _python_rest(server, bodies, clients, seconds, True)),
-                            ("REST new conn", "python", lambda: _python_rest(server, bodies, clients, seconds, False)),
-                            ("gRPC", "python", lambda: _python_grpc(server, rows, clients, seconds))]
-                    for mode, tool, run in runs:
-                        result = run()
+                    runs = [("REST new conn", "ab", _ab, (body_file, clients, total // 4)),
+                            ("REST keep-alive", "wrk", _wrk, (body_file, clients, seconds)),
+                            ("REST keep-alive", "python", _python_rest, (bodies, clients, seconds, True)),
+                            ("REST new conn", "python", _python_rest, (bodies, clients, seconds, False)),
+                            ("gRPC", "python", _python_grpc, (rows, clients, seconds))]
+                    for mode, tool, run, run_args in runs:
+                        result = run(server, *run_args)
                         if result is not None:
                             rows_out.append((f"{mode}, batching {label}", f"{tool} c{clients}", result))
                 for idle in (0, 100):

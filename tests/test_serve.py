@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -169,6 +170,20 @@ def test_oversized_body_is_413_and_the_server_keeps_serving(server, digits):
     assert ok.status_code == 200
 
 
+def test_chunked_and_expect_100_bodies_respect_the_limit(server, digits):
+    row = f'{{"instances": {_rows(digits, 1).tolist()}}}'.encode()
+    chunked = requests.post(_url(server, ":predict"), data=iter([row]))  # a generator: chunked
+    assert chunked.status_code == 200
+    padding = [b" " * 65536] * (BODY_LIMIT // 65536 + 1)
+    too_big = requests.post(_url(server, ":predict"), data=iter(padding + [row]))
+    assert too_big.status_code == 413 and "exceeds the limit" in too_big.json()["error"]
+    # `Expect: 100-continue` with a body over the limit: refused before the upload
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(f"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {BODY_LIMIT + 1}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+
+
 def test_concurrent_clients_get_their_own_answers(server, digits):
     rows = _rows(digits, 32)
     expected = np.argmax(_keras_probs(digits, 32), axis=1)
@@ -268,7 +283,10 @@ def test_version_pinning_and_labels(digits, digits_base, tmp_path):
 @pytest.fixture(scope="module")
 def stubs(server):
     import grpc
-    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import (
+        model_service_pb2_grpc,
+        prediction_service_pb2_grpc,
+    )
 
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),

@@ -300,8 +300,9 @@ def test_cli_reports_a_bad_batching_parameters_file(tmp_path):
     bad.write_text("max_batch_size: 16\n")  # TF Serving wants `max_batch_size { value: 16 }`
     cli = [sys.executable, "-m", "kerasflow.cli", "serve", str(tmp_path / "models"), "--no-tfserving"]
     result = subprocess.run(cli + ["--enable-batching", "--batching-parameters-file", str(bad)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "BatchingParameters" in result.stderr + result.stdout and "batching.txt" in result.stderr + result.stdout
-    result = subprocess.run(cli + ["--batching-parameters-file", str(bad)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(cli + ["--batching-parameters-file", str(bad)], capture_output=True, text=True,
+                            timeout=120, check=False)
     assert result.returncode != 0 and "--enable-batching" in result.stderr + result.stdout

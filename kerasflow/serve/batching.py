@@ -25,13 +25,14 @@ every output back.
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class BatchingParameters:
                                              ("max_enqueued_batches", max_enqueued_batches, 1),
                                              ("num_batch_threads", num_batch_threads, 1)) if value < low]
         sizes = list(allowed_batch_sizes)
-        if sizes and (any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1):
+        if sizes and (any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 1):
             problems.append(Problem(f"{where}.allowed_batch_sizes", "entries must be positive and increasing",
                                     received=str(sizes)))
         elif sizes and sizes[-1] != max_batch_size:
@@ -114,7 +115,7 @@ class BatchingParameters:
                 f"pad_variable_length_inputs={self.pad_variable_length_inputs})")
 
     @classmethod
-    def from_text(cls, text: str, where: str = "batching_parameters") -> "BatchingParameters":
+    def from_text(cls, text: str, where: str = "batching_parameters") -> BatchingParameters:
         """Parse TF Serving's text-format BatchingParameters (`max_batch_size { value: 32 }` ...)."""
         from google.protobuf import text_format
 
@@ -134,7 +135,7 @@ class BatchingParameters:
                    pad_variable_length_inputs=message.pad_variable_length_inputs, where=where)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "BatchingParameters":
+    def from_file(cls, path: str | os.PathLike) -> BatchingParameters:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -143,14 +144,14 @@ class BatchingParameters:
 
 
 class _Task:
-    __slots__ = ("inputs", "size", "future")
+    __slots__ = ("future", "inputs", "size")
 
     def __init__(self, inputs: Mapping[str, np.ndarray], size: int):
         self.inputs, self.size, self.future = inputs, size, Future()
 
 
 class _Batch:
-    __slots__ = ("tasks", "size", "opened", "closed")
+    __slots__ = ("closed", "opened", "size", "tasks")
 
     def __init__(self):
         self.tasks: list[_Task] = []
@@ -265,7 +266,7 @@ class BatchScheduler:
             for task in tasks:
                 task.future.set_result({k: v[start:start + task.size] for k, v in outputs.items()})
                 start += task.size
-        except Exception as err:  # every request of the batch gets the batch's error
+        except Exception as err:  # noqa: BLE001 - every request of the batch gets the batch's error
             for task in tasks:
                 if not task.future.done():
                     task.future.set_exception(err)

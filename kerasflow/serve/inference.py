@@ -51,7 +51,7 @@ class Call:
         self.examples = examples
 
     @classmethod
-    def from_json(cls, servable: Servable, verb: str, doc: dict) -> "Call":
+    def from_json(cls, servable: Servable, verb: str, doc: dict) -> Call:
         examples = doc.get("examples")
         if not isinstance(examples, list) or not examples:
             raise _bad("'examples' must be a non-empty list of objects")
@@ -61,7 +61,7 @@ class Call:
                    [prefix + _example(e, f"examples[{i}]").SerializeToString() for i, e in enumerate(examples)])
 
     @classmethod
-    def from_proto(cls, servable: Servable, verb: str, request) -> "Call":
+    def from_proto(cls, servable: Servable, verb: str, request) -> Call:
         which = request.input.WhichOneof("kind")
         if which == "example_list":
             examples = [e.SerializeToString() for e in request.input.example_list.examples]

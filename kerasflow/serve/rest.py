@@ -37,9 +37,9 @@ from kerasflow.serve.servables import ModelRepository, ServingError
 log = logging.getLogger("kerasflow.serve")
 
 _PREDICT = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.I)
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE)
 _STATUS = re.compile(
-    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE)
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
                 "RESOURCE_EXHAUSTED": 429, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503}
 _JSON = {"Content-Type": "application/json"}
@@ -139,9 +139,9 @@ class RestServer:
                     return self._too_large(request.content_length)
                 try:
                     body = await asyncio.wait_for(request.read(), self.body_timeout)
-                except web.HTTPRequestEntityTooLarge as err:  # a chunked body that grew past the limit
-                    return self._too_large(getattr(err, "actual_size", None))
-                except asyncio.TimeoutError:
+                except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+                    return self._too_large(None)
+                except TimeoutError:
                     response = _response(408, {"error": f"Request body not received within {self.body_timeout:g}s"})
                     response.force_close()
                     return response
@@ -191,9 +191,8 @@ class RestServer:
         return _as_dict(repo.status_response(name, version, label))
 
     def _too_large(self, length: int | None):
-        received = f"{length} bytes" if length is not None else "more bytes"
-        response = _response(413, {"error": f"Request body of {received} exceeds the limit of "
-                                            f"{self.max_body_bytes} bytes"})
+        size = f" of {length} bytes" if length is not None else ""
+        response = _response(413, {"error": f"Request body{size} exceeds the limit of {self.max_body_bytes} bytes"})
         response.force_close()
         return response
 

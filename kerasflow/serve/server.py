@@ -181,9 +181,8 @@ def serve(base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0
     `enable_batching` / `batching_parameters_file`: TF Serving's flags of the same
     names (the file is text-format `BatchingParameters`, read by either server).
     """
-    from kerasflow.serve.tfserving import batching_flags, find_model_server, launch_model_server
-
     from kerasflow.serve.batching import BatchingParameters
+    from kerasflow.serve.tfserving import batching_flags, find_model_server, launch_model_server
 
     if batching_parameters_file and not enable_batching:
         raise SpecError(Problem("serve.batching_parameters_file", "a batching parameters file needs batching on",
