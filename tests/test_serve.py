@@ -114,6 +114,17 @@ def test_row_format_predicts_like_keras_and_accurately(server, digits):
     assert accuracy > 0.9
 
 
+def test_large_requests_are_answered_too(server, digits):
+    """Bodies over 64 KiB are converted off the event loop; same answers."""
+    rows = digits.x_test["pixels"]
+    body = f'{{"instances": {rows.tolist()}}}'.encode()
+    assert 64 << 10 < len(body) < BODY_LIMIT
+    response = requests.post(_url(server, ":predict"), data=body)
+    assert response.status_code == 200
+    probs = np.array([p["probabilities"] for p in response.json()["predictions"]])
+    np.testing.assert_allclose(probs, digits.model.predict({"pixels": rows}, verbose=0)["label"], atol=1e-5)
+
+
 def test_row_format_list_of_objects_and_signature_name(server, digits):
     rows = _rows(digits, 3).tolist()
     plain = requests.post(_url(server, ":predict"), json={"instances": rows}).json()

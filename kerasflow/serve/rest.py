@@ -43,7 +43,7 @@ _STATUS = re.compile(
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
                 "RESOURCE_EXHAUSTED": 429, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503}
 _JSON = {"Content-Type": "application/json"}
-_INLINE_BODY_BYTES = 64 << 10  # bigger bodies are parsed off the event loop
+_INLINE_BODY_BYTES = 64 << 10  # bigger requests are converted off the event loop
 LISTEN_BACKLOG = 1024  # the stdlib's 5 drops SYNs under a burst of new connections
 
 
@@ -141,7 +141,7 @@ class RestServer:
                     body = await asyncio.wait_for(request.read(), self.body_timeout)
                 except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
                     return self._too_large(None)
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                     response = _response(408, {"error": f"Request body not received within {self.body_timeout:g}s"})
                     response.force_close()
                     return response
@@ -154,26 +154,12 @@ class RestServer:
             log.exception("unexpected error serving %s %s", method, path)
             return _response(500, {"error": f"Internal: {err}"})
 
-    async def _route(self, method: str, path: str, body: bytes) -> dict:
+    async def _route(self, method: str, path: str, body: bytes) -> bytes:
         repo = self.repository
         match = _PREDICT.fullmatch(path) if method == "POST" else None
         if match:
             name, version, label = _model_info(match)
-            servable = repo.resolve(name, version, label)
-            verb = match.group(4).lower()
-            if len(body) > _INLINE_BODY_BYTES:  # parsing megabytes of JSON would stall every connection
-                doc = await asyncio.get_running_loop().run_in_executor(self._executor, rest_json.parse_body, body)
-            else:
-                doc = rest_json.parse_body(body)
-            if verb == "predict":
-                inputs, row_format = rest_json.request_tensors(doc, servable.numpy_dtypes(doc.get("signature_name")))
-                future = servable.submit(doc.get("signature_name"), inputs, self._executor)
-                return rest_json.response_body(await asyncio.wrap_future(future), row_format)
-            from kerasflow.serve import inference
-
-            call = inference.Call.from_json(servable, verb, doc)
-            outputs = await asyncio.wrap_future(call.submit(self._executor))
-            return call.json_result(outputs)
+            return await self._infer(repo.resolve(name, version, label), match.group(4).lower(), body)
         match = _STATUS.fullmatch(path) if method == "GET" else None
         if not match:
             raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
@@ -187,8 +173,31 @@ class RestServer:
             response = repo.metadata_response(name, version, label)
             signatures = get_model_metadata_pb2.SignatureDefMap()
             response.metadata["signature_def"].Unpack(signatures)
-            return {"model_spec": _as_dict(response.model_spec), "metadata": {"signature_def": _as_dict(signatures)}}
-        return _as_dict(repo.status_response(name, version, label))
+            return _json({"model_spec": _as_dict(response.model_spec),
+                          "metadata": {"signature_def": _as_dict(signatures)}})
+        return _json(_as_dict(repo.status_response(name, version, label)))
+
+    async def _infer(self, servable, verb: str, body: bytes) -> bytes:
+        """:predict, :classify or :regress; the model runs batched or on the executor, never on the loop."""
+        from kerasflow.serve import inference
+
+        def prepare():
+            doc = rest_json.parse_body(body)
+            if verb == "predict":
+                name = doc.get("signature_name")
+                inputs, row_format = rest_json.request_tensors(doc, servable.numpy_dtypes(name))
+                future = servable.submit(name, inputs, self._executor)
+                return future, lambda outputs: rest_json.response_body(outputs, row_format)
+            call = inference.Call.from_json(servable, verb, doc)
+            return call.submit(self._executor), call.json_result
+
+        # converting megabytes of JSON would stall every connection: big requests convert off the loop
+        loop, big = asyncio.get_running_loop(), len(body) > _INLINE_BODY_BYTES
+        future, render = await loop.run_in_executor(self._executor, prepare) if big else prepare()
+        outputs = await asyncio.wrap_future(future)
+        if big:
+            return await loop.run_in_executor(self._executor, lambda: _json(render(outputs)))
+        return _json(render(outputs))
 
     def _too_large(self, length: int | None):
         size = f" of {length} bytes" if length is not None else ""
@@ -197,10 +206,15 @@ class RestServer:
         return response
 
 
-def _response(status: int, payload: dict):
+def _json(payload: dict) -> bytes:
+    return json.dumps(payload).encode("utf-8")
+
+
+def _response(status: int, payload: dict | bytes):
     from aiohttp import web
 
-    return web.Response(status=status, body=json.dumps(payload).encode("utf-8"), headers=_JSON)
+    body = payload if isinstance(payload, bytes) else _json(payload)
+    return web.Response(status=status, body=body, headers=_JSON)
 
 
 def _model_info(match: re.Match) -> tuple[str | None, int | None, str | None]:
