@@ -111,15 +111,19 @@ class Servable:
         name = signature_name or DEFAULT_SIGNATURE
         arrays = self.check_inputs(name, inputs)
         if self._scheduler is not None:
-            return self._scheduler.submit((id(self), name), functools.partial(self.run, name), arrays)
+            return self._schedule(name, arrays)
         return executor.submit(self.run, name, arrays)
+
+    def _schedule(self, name: str, arrays: dict[str, np.ndarray]) -> Future:
+        # one queue per version and signature, as TF Serving batches
+        return self._scheduler.submit((id(self), name), functools.partial(self.run, name), arrays)
 
     def predict(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run a signature on named numpy inputs, with TF Serving's input checks (batched when enabled)."""
         name = signature_name or DEFAULT_SIGNATURE
         arrays = self.check_inputs(name, inputs)
         if self._scheduler is not None:
-            return self._scheduler.submit((id(self), name), functools.partial(self.run, name), arrays).result()
+            return self._schedule(name, arrays).result()
         return self.run(name, arrays)
 
     def warm_up(self) -> int:
