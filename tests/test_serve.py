@@ -385,7 +385,8 @@ def test_tensorflow_model_server_gets_the_batching_flags(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     params = tmp_path / "batching.txt"
     params.write_text("max_batch_size { value: 32 }\n")
-    assert serve(tmp_path, model_name="m", enable_batching=True, batching_parameters_file=params) == 3
+    assert serve(tmp_path, model_name="m", host="0.0.0.0", enable_batching=True,
+                 batching_parameters_file=params) == 3
     argv = argv_file.read_text().split()
     assert "--enable_batching=true" in argv and f"--batching_parameters_file={params.resolve()}" in argv
 
