@@ -282,8 +282,12 @@ def export(run_dir, base_path, version, keep, tfserving_config) -> None:
               help="How often new versions are looked for.")
 @click.option("--tfserving/--no-tfserving", default=None,
               help="Require / never use tensorflow_model_server (default: use it when on PATH).")
+@click.option("--enable-batching", is_flag=True, help="Merge concurrent requests into batches (TF Serving's flag).")
+@click.option("--batching-parameters-file", type=click.Path(dir_okay=False, exists=True),
+              help="TF Serving's text-format BatchingParameters (max_batch_size, batch_timeout_micros, ...).")
 @_reports_errors
-def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfserving) -> None:
+def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfserving, enable_batching,
+          batching_parameters_file) -> None:
     """Serve BASE_PATH with TF Serving's REST and gRPC APIs."""
     from pathlib import Path
 
@@ -301,7 +305,8 @@ def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfser
                                    "interfaces); pass --host 0.0.0.0 to accept that, or drop --tfserving")
         tfserving = False
     sys.exit(api.serve(base_path, model_name=name, host=host, rest_port=rest_port, grpc_port=grpc_port,
-                       poll_seconds=poll_seconds, use_tfserving=tfserving))
+                       poll_seconds=poll_seconds, use_tfserving=tfserving, enable_batching=enable_batching,
+                       batching_parameters_file=batching_parameters_file))
 
 
 @cli.command()
