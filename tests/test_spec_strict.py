@@ -54,3 +54,22 @@ def test_cli_reports_strict_case_without_traceback(tmp_path, changes, path, frag
 def test_base_yaml_is_the_shared_one():
     assert apply_case({}).startswith('"kerasflow": 1\n"name": "base"')
     assert "kerasflow: 1" in BASE_YAML
+
+
+def test_keras_names_match_the_installed_keras():
+    """spec/keras_names.py (TF-free) against Keras' own resolution, through its public API."""
+    keras = pytest.importorskip("keras")
+    from kerasflow.spec.keras_names import LOSSES, METRICS
+
+    def resolves(get, name) -> bool:
+        try:
+            return get(name) is not None
+        except (ValueError, TypeError):
+            return False
+
+    assert all(resolves(keras.losses.get, n) for n in LOSSES)
+    assert all(resolves(keras.metrics.get, n) for n in METRICS)
+    for module, names in ((keras.losses, LOSSES), (keras.metrics, METRICS)):
+        public = [n for n in dir(module) if not n.startswith("_") and n not in ("Loss", "Metric", "Reduction")]
+        missing = [n for n in public if resolves(module.get, n) and n not in names]
+        assert not missing, f"Keras resolves {missing} from {module.__name__}: add them to spec/keras_names.py"

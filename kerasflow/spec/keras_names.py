@@ -19,26 +19,24 @@ LOSSES = (
 # case-insensitively, to the accuracy/crossentropy that fits the target.
 COMPILE_METRICS = ("accuracy", "acc", "crossentropy", "ce")
 
+# Metrics whose constructor needs arguments (IoU, PrecisionAtRecall, ...) are
+# left out: Keras cannot build them from a name alone.
 METRICS = (
     "AUC", "Accuracy", "BCE", "BinaryAccuracy", "BinaryCrossentropy", "BinaryIoU", "CategoricalAccuracy",
     "CategoricalCrossentropy", "CategoricalHinge", "ConcordanceCorrelation", "CosineSimilarity", "F1Score",
-    "FBetaScore", "FalseNegatives", "FalsePositives", "Hinge", "IoU", "KLDivergence", "LogCoshError", "MAE",
-    "MAPE", "MSE", "MSLE", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanIoU",
-    "MeanSquaredError", "MeanSquaredLogarithmicError", "OneHotIoU", "OneHotMeanIoU", "PearsonCorrelation",
-    "Poisson", "Precision", "PrecisionAtRecall", "R2Score", "Recall", "RecallAtPrecision",
-    "RootMeanSquaredError", "SensitivityAtSpecificity", "SparseCategoricalAccuracy",
-    "SparseCategoricalCrossentropy", "SparseTopKCategoricalAccuracy", "SpecificityAtSensitivity",
-    "SquaredHinge", "Sum", "TopKCategoricalAccuracy", "TrueNegatives", "TruePositives", "accuracy", "auc",
-    "bce", "binary_accuracy", "binary_crossentropy", "binary_io_u", "categorical_accuracy",
-    "categorical_crossentropy", "categorical_hinge", "concordance_correlation", "cosine_similarity",
-    "f1_score", "f_beta_score", "false_negatives", "false_positives", "hinge", "io_u", "kl_divergence",
-    "log_cosh_error", "mae", "mape", "mean", "mean_absolute_error", "mean_absolute_percentage_error",
-    "mean_io_u", "mean_squared_error", "mean_squared_logarithmic_error", "mse", "msle", "one_hot_io_u",
-    "one_hot_mean_io_u", "pearson_correlation", "poisson", "precision", "precision_at_recall", "r2_score",
-    "recall", "recall_at_precision", "root_mean_squared_error", "sensitivity_at_specificity",
+    "FBetaScore", "FalseNegatives", "FalsePositives", "Hinge", "KLDivergence", "LogCoshError", "MAE", "MAPE",
+    "MSE", "MSLE", "Mean", "MeanAbsoluteError", "MeanAbsolutePercentageError", "MeanSquaredError",
+    "MeanSquaredLogarithmicError", "PearsonCorrelation", "Poisson", "Precision", "R2Score", "Recall",
+    "RootMeanSquaredError", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+    "SparseTopKCategoricalAccuracy", "SquaredHinge", "Sum", "TopKCategoricalAccuracy", "TrueNegatives",
+    "TruePositives", "accuracy", "auc", "bce", "binary_accuracy", "binary_crossentropy", "binary_io_u",
+    "categorical_accuracy", "categorical_crossentropy", "categorical_hinge", "concordance_correlation",
+    "cosine_similarity", "f1_score", "f_beta_score", "false_negatives", "false_positives", "hinge",
+    "kl_divergence", "log_cosh_error", "mae", "mape", "mean", "mean_absolute_error",
+    "mean_absolute_percentage_error", "mean_squared_error", "mean_squared_logarithmic_error", "mse", "msle",
+    "pearson_correlation", "poisson", "precision", "r2_score", "recall", "root_mean_squared_error",
     "sparse_categorical_accuracy", "sparse_categorical_crossentropy", "sparse_top_k_categorical_accuracy",
-    "specificity_at_sensitivity", "squared_hinge", "sum", "top_k_categorical_accuracy", "true_negatives",
-    "true_positives",
+    "squared_hinge", "sum", "top_k_categorical_accuracy", "true_negatives", "true_positives",
 )
 
 # Losses that read one-hot (or probability) labels; kerasflow's category and

@@ -17,7 +17,9 @@ class ModelSpec(SpecModel):
         None, description="Target name -> node name (a single node name for one target; default: last node)."
     )
     imports: list[str] = Field(
-        default_factory=list, description="Python modules with custom registered layers (opt-in; nothing else is imported)."
+        default_factory=list, description="Python modules registering custom layers or blocks. Importing runs "
+        "their code, so it needs --allow-imports (or KERASFLOW_ALLOW_IMPORTS=1); without it `validate` checks "
+        "everything else and lists the nodes it could not check, and the verbs that build a model refuse."
     )
 
     @model_validator(mode="after")
