@@ -77,6 +77,11 @@ def check_objectives(kind: str, value: str | KerasObject, path: tuple, add) -> b
             expected=f"a Keras {kind} name, e.g. {example}", received=repr(name), hint=did_you_mean(name, same_case))
         return False
     if not isinstance(value, KerasObject):
+        required = METRIC_REQUIRED.get(classes[name], ()) if kind == "metric" and not compile_resolved else ()
+        if required:  # Keras cannot build these from a name alone
+            add(path, f"keras.metrics.{classes[name]} needs {', '.join(f'`{a}`' for a in required)}",
+                received=repr(name), hint=f"write it as a mapping: {{type: {name}, "
+                + ", ".join(f"{a}: ..." for a in required) + "}")
         return True
     given = value.arguments()
     if compile_resolved:
