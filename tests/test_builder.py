@@ -357,6 +357,11 @@ def test_plan_says_when_parameter_counts_depend_on_data(tmp_path):
     path.write_text("kerasflow: 1\nname: t\ndata:\n  source: {type: csv, path: x.csv}\n  features:\n"
                     "    colour: {type: category}\n  target: {name: y, type: numeric}\n" + model_yaml + TRAINING)
     assert "parameter counts after colour depend on vocabularies learned from the data" in plan_model(load_spec(path))
+    path.write_text(path.read_text().replace("colour: {type: category}",
+                                             "colour: {type: category, vocabulary: [red, blue], num_oov_indices: 0}"))
+    text = plan_model(load_spec(path))
+    assert "depend on vocabularies" not in text and "Synthetic step: failed" not in text
+    assert "Total params: 6" in text  # two one-hot columns into Dense(2)
 
 
 def test_plan_fills_tune_markers_with_defaults_and_handles_plot(tmp_path):

@@ -111,7 +111,11 @@ def _synthetic_batch(model, spec, batch: int) -> dict:
         shape = (batch,) + tuple(d if d is not None else 8 for d in tensor.shape[1:])
         dtype = str(tensor.dtype)
         feature = spec.data.features.get(name)
-        if dtype == "string":
+        vocabulary = _lookup_vocabulary(model, name)
+        if vocabulary:  # in-vocabulary values: with num_oov_indices 0 an unknown one is an error
+            data[name] = np.array(rng.choice(np.array(vocabulary, dtype=object), size=shape)).astype(
+                object if dtype == "string" else dtype)
+        elif dtype == "string":
             flat = [" ".join(rng.choice(words, size=rng.integers(1, 6))) for _ in range(int(np.prod(shape)))]
             data[name] = np.array(flat, dtype=object).reshape(shape)
         elif dtype.startswith(("int", "uint")):
@@ -122,6 +126,14 @@ def _synthetic_batch(model, spec, batch: int) -> dict:
         else:
             data[name] = rng.random(shape).astype(dtype)
     return data
+
+
+def _lookup_vocabulary(model, feature: str) -> list:
+    """The vocabulary (without OOV tokens) of a category feature's lookup layer, if it has one."""
+    layer = next((layer for layer in model.layers if layer.name == f"{feature}_lookup"), None)
+    if layer is None or not hasattr(layer, "get_vocabulary"):
+        return []
+    return layer.get_vocabulary()[layer.num_oov_indices + (1 if layer.mask_token is not None else 0):]
 
 
 _TIMED_BATCH = 8
