@@ -29,8 +29,8 @@ class _Sublayers:
         return x
 
     def attention(self, part: str, causal: bool, context=None):
-        layer = keras.layers.MultiHeadAttention(self.node.num_heads, self.node.key_dim, dropout=self.node.attention_dropout,
-                                                **self.kw(part))
+        layer = keras.layers.MultiHeadAttention(self.node.num_heads, self.node.key_dim,
+                                                dropout=self.node.attention_dropout, **self.kw(part))
 
         def branch(h):
             source = h if context is None else context
