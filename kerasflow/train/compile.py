@@ -10,7 +10,10 @@ from typing import Any, Mapping
 import keras
 
 from kerasflow.data.features import plain
+from kerasflow.model.schedules import LinearWarmup
 from kerasflow.spec.errors import Problem, SpecError
+from kerasflow.spec.keras_arguments import COMPILE_RESOLVED, LOSS_CLASSES, METRIC_CLASSES
+from kerasflow.spec.objectives import metric_log_name
 
 _OPTIMIZERS = {
     "adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad",
@@ -18,49 +21,6 @@ _OPTIMIZERS = {
 }
 _OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "momentum", "nesterov",
             "beta_1", "beta_2", "epsilon")
-
-
-@keras.saving.register_keras_serializable(package="kerasflow")
-class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
-    """Rises linearly from 0 to `schedule(0)` over `warmup_steps`, then follows `schedule`.
-
-    Args:
-        schedule: a `LearningRateSchedule` or a float (constant after warmup).
-        warmup_steps: optimizer steps of the linear ramp (> 0).
-    """
-
-    def __init__(self, schedule, warmup_steps: int):
-        if int(warmup_steps) <= 0:
-            raise ValueError(
-                f"Received an invalid value for warmup_steps, expected a positive integer. Received: {warmup_steps=}"
-            )
-        self.schedule = schedule
-        self.warmup_steps = int(warmup_steps)
-
-    def _after(self, step):
-        if isinstance(self.schedule, keras.optimizers.schedules.LearningRateSchedule):
-            return keras.ops.cast(self.schedule(step), "float32")
-        return keras.ops.convert_to_tensor(float(self.schedule), "float32")
-
-    def __call__(self, step):
-        step = keras.ops.cast(step, "float32")
-        warmup = float(self.warmup_steps)
-        target = self._after(keras.ops.convert_to_tensor(0.0))
-        ramp = target * (step + 1.0) / warmup  # +1: the first update already moves the weights
-        return keras.ops.where(step < warmup, ramp, self._after(keras.ops.maximum(step - warmup, 0.0)))
-
-    def get_config(self):
-        schedule = self.schedule
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            schedule = keras.saving.serialize_keras_object(schedule)
-        return {"schedule": schedule, "warmup_steps": self.warmup_steps}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["schedule"], dict):
-            config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
-        return cls(**config)
 
 
 def make_learning_rate(lr_spec: Any, *, steps_per_epoch: int):
@@ -121,6 +81,24 @@ def make_optimizer(opt_spec, *, steps_per_epoch: int, path: str = "optimizer") -
     return cls(**kwargs)
 
 
+def make_loss(loss_spec):
+    """A Keras loss from a spec value: a name stays a name (Keras resolves it),
+    `{type: ..., <arguments>}` becomes the Keras class built with those arguments."""
+    if isinstance(loss_spec, str):
+        return loss_spec
+    return getattr(keras.losses, LOSS_CLASSES[loss_spec.type])(**loss_spec.arguments())
+
+
+def make_metric(metric_spec):
+    """A Keras metric from a spec value, logged under the name `metric_log_name` gives."""
+    if isinstance(metric_spec, str):
+        return metric_spec
+    if metric_spec.type.lower() in COMPILE_RESOLVED:  # takes no arguments: compile resolves it from the target
+        return metric_spec.type
+    arguments = {**metric_spec.arguments(), "name": metric_log_name(metric_spec)}
+    return getattr(keras.metrics, METRIC_CLASSES[metric_spec.type])(**arguments)
+
+
 def _per_output(value, outputs: list[str]) -> dict:
     """A spec value given once or per output, as a dict over the model's outputs."""
     if isinstance(value, Mapping):
@@ -142,9 +120,9 @@ def compile_model(model, spec, *, stage, steps_per_epoch: int, targets: Mapping[
     training = spec.training
     index, stage = _stage(training, stage)
     outputs = list(targets)  # the builder keys the model's outputs by target name
-    losses = _per_output(training.loss, outputs)
-    metric_names = _per_output(training.metrics, outputs)
-    metrics = {name: list(metric_names.get(name, [])) for name in outputs}
+    losses = {name: make_loss(loss) for name, loss in _per_output(training.loss, outputs).items()}
+    metric_specs = _per_output(training.metrics, outputs)
+    metrics = {name: [make_metric(m) for m in metric_specs.get(name, [])] for name in outputs}
     kwargs: dict[str, Any] = {}
     if training.loss_weights:
         kwargs["loss_weights"] = {name: float(training.loss_weights.get(name, 1.0)) for name in outputs}
