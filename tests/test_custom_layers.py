@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from invalid_cases import BASE_YAML
 
 SCHEMA_MODULE = '''
@@ -57,6 +59,7 @@ def kerasflow(tmp_path, env, *args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.integration  # fresh interpreters: kept out of the fast subset
 def test_custom_layer_validates_and_builds_when_imported(tmp_path):
     env = _setup(tmp_path, with_imports=True)
     res = kerasflow(tmp_path, env, "validate", "--allow-imports", "spec.yaml")
@@ -72,6 +75,7 @@ def test_custom_layer_params_are_checked(tmp_path):
     assert res.returncode == 2 and "model.nodes.h2.scale" in res.stderr and "greater than 0" in res.stderr
 
 
+@pytest.mark.integration  # fresh interpreters: kept out of the fast subset
 def test_imports_are_not_run_without_consent(tmp_path):
     """Security: `model.imports: [module]` never imports (runs) the module
     unless the user opts in; validate checks the rest and says what it skipped."""

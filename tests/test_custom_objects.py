@@ -31,6 +31,7 @@ def _fresh(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.integration  # fresh interpreters: kept out of the fast subset
 def test_import_kerasflow_registers_on_keras_import_without_importing_keras():
     res = _fresh(
         "import sys, kerasflow\n"
@@ -43,6 +44,7 @@ def test_import_kerasflow_registers_on_keras_import_without_importing_keras():
     assert "kerasflow>LinearWarmup" in res.stdout and "kerasflow>PositionalEmbedding" in res.stdout
 
 
+@pytest.mark.integration  # fresh interpreters: kept out of the fast subset
 def test_keras_imported_before_kerasflow_gets_the_objects_too():
     res = _fresh("import keras, kerasflow\nprint(keras.saving.get_registered_object('kerasflow>LinearWarmup'))")
     assert res.returncode == 0 and "LinearWarmup" in res.stdout, res.stderr

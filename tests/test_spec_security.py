@@ -48,7 +48,7 @@ def test_consent_from_the_environment_imports(tmp_path, evil_module, monkeypatch
 
 
 def test_tampered_run_directory_spec_runs_no_code(tmp_path, evil_module):
-    from kerasflow.train.rundir import read_run
+    from kerasflow.runs import RunDir
 
     run = tmp_path / "run"
     run.mkdir()
@@ -56,7 +56,7 @@ def test_tampered_run_directory_spec_runs_no_code(tmp_path, evil_module):
     (run / "stats.json").write_text(json.dumps({}))
     (run / "targets.json").write_text(json.dumps({}))
     try:
-        read_run(run)
+        RunDir(run).read()
     except SpecError:
         pass  # whatever else the run lacks, the point is that nothing was imported
     assert not evil_module.exists()
