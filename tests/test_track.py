@@ -16,7 +16,7 @@ from mlflow_server import free_port, migrated_store
 
 from kerasflow.spec.errors import SpecError
 from kerasflow.track import RunTracker, TrackingWarning, default_tags, flatten_params, launch_ui, resolve_uri
-from kerasflow.track import mlflow as tracker_module
+from kerasflow.track import recorder as tracker_module
 from kerasflow.track import transport
 from kerasflow.track.params import MAX_KEY_LENGTH, MAX_PARAMS_PER_BATCH, MAX_VALUE_LENGTH, batches
 

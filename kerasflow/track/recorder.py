@@ -1,105 +1,93 @@
-"""MLflow tracking: one run per train/tune/evaluate, nested runs per trial.
+"""The MLflow side of a run: what `RunTracker` asks for, done against the store.
 
-`mlflow` (over a second to import) and `keras` are imported inside the
-functions that use them, so importing this module costs nothing.
-
-Once a run has started, tracking never stops training: a tracking server that
-goes away mid-run produces one warning, metrics are buffered and re-sent, and
-what could not be delivered is kept in `<run_dir>/mlflow_unsent_metrics.jsonl`.
+A `Recorder` lives in the tracking worker process (`kerasflow.track.worker`),
+so none of this runs on the training thread. Once a run has started, tracking
+never stops training: a tracking server that goes away mid-run produces one
+warning, metrics are buffered and re-sent, and what could not be delivered is
+kept in `<run_dir>/mlflow_unsent_metrics.jsonl`.
 """
 
 from __future__ import annotations
 
 import contextlib
-
+import csv
 import logging
-import os
 import re
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.track import transport
 from kerasflow.track.params import batches, flatten_params, truncate, valid_key
-from kerasflow.track.tags import context_tags, default_tags
+from kerasflow.track.tags import context_tags
 from kerasflow.track.transport import UNSENT_METRICS, TrackingWarning, client_for, first_line, http_policy, is_outage
-from kerasflow.track.ui import launch_ui
-
-__all__ = ["RunTracker", "TrackingWarning", "default_tags", "launch_ui", "resolve_uri"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "mlflow.db"
+HISTORY_FILE = "history.csv"  # kerasflow.train.rundir.HISTORY_FILE, read here without importing keras
 _MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 
 
-def resolve_uri(tracking_cfg: Mapping[str, Any]) -> str:
-    """The tracking URI: spec `tracking.uri`, else env `MLFLOW_TRACKING_URI`, else
-    `sqlite:///<cwd>/mlflow.db` (absolute, so a later chdir cannot move it)."""
-    return _resolve_uri(tracking_cfg)[0]
+def default_uri() -> str:
+    """`sqlite:///<cwd>/mlflow.db` (absolute, so a later chdir cannot move it)."""
+    return f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
 
 
-def _resolve_uri(tracking_cfg: Mapping[str, Any]) -> tuple[str, str]:
-    if tracking_cfg.get("uri"):
-        return str(tracking_cfg["uri"]), "tracking.uri"
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"], "env MLFLOW_TRACKING_URI"
-    return f"sqlite:///{Path.cwd() / DEFAULT_STORE}", "default"
+def warm(uri: str, experiment: str) -> None:
+    """Open the store at `uri` now (sqlite: create or check its tables), so that
+    starting a run later finds it ready; failures are left for `start` to report."""
+    try:
+        with http_policy(transport.PROBE):
+            client_for(uri).get_experiment_by_name(experiment)
+    except Exception:
+        pass
 
 
-class RunTracker:
-    """One MLflow run for a train/tune/evaluate invocation.
+class Recorder:
+    """One MLflow run, as `RunTracker` describes it; runs in the tracking worker.
 
     Args:
-        tracking_cfg: the spec's `tracking` section as a dict; read here: `enabled`,
-            `uri`, `experiment`, `run_name`, `tags`, `required` (`register_as`,
-            `alias` and `log_model` are for the caller). `enabled: false` makes
-            every method a no-op.
-        spec_dict: the resolved spec; logged as params on start and used
-            for the default experiment (`name`) and run name.
-        run_dir: the invocation's output directory (unsent metrics land here).
-        kind: `train`, `tune`, `evaluate` or `trial`; recorded as a tag.
-        parent_run_id: makes this a nested run (a tuning trial).
-
-    Use as a context manager (or call `start` / `end`): the run ends FINISHED,
-    FAILED on an exception, KILLED on KeyboardInterrupt.
+        tracking_cfg: the spec's `tracking` section (`enabled`, `tags`, `required`).
+        spec_dict: the resolved spec, logged as params when the run starts.
+        run_dir: the invocation's output directory (unsent metrics land here;
+            its `history.csv`, if any, is checked against MLflow when the run ends).
+        kind: recorded as tag `kerasflow.kind`.
+        parent_run_id: makes this a nested run.
+        uri, uri_source: the tracking URI and where it came from.
+        experiment_name, run_name: as resolved by `RunTracker`.
+        fallback_uri: where the run goes when `uri` is unreachable and `required` is false.
     """
 
-    def __init__(
-        self,
-        tracking_cfg: Mapping[str, Any],
-        *,
-        spec_dict: Mapping[str, Any],
-        run_dir: str | Path,
-        kind: str = "train",
-        parent_run_id: str | None = None,
-    ):
+    def __init__(self, tracking_cfg: Mapping[str, Any], *, spec_dict: Mapping[str, Any], run_dir: str | Path,
+                 kind: str, parent_run_id: str | None, uri: str, uri_source: str, experiment_name: str,
+                 run_name: str, fallback_uri: str):
         self.cfg = dict(tracking_cfg or {})
         self.enabled = bool(self.cfg.get("enabled", True))
         self.spec_dict = spec_dict
         self.run_dir = Path(run_dir)
         self.kind = kind
         self.parent_run_id = parent_run_id
-        self.uri, self._uri_source = _resolve_uri(self.cfg)
-        name = str((spec_dict or {}).get("name") or "kerasflow")
-        self.experiment_name = str(self.cfg.get("experiment") or name)
-        self.run_name = str(self.cfg.get("run_name") or f"{name}-{kind}")
+        self.uri, self._uri_source = uri, uri_source
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.fallback_uri = fallback_uri
         self.experiment_id: str | None = None
         self.run_id: str | None = None
         self.offline_from: str | None = None  # the unreachable URI we fell back from
         self._down_until = 0.0
         self._warned: set[str] = set()
         self._ended = False
+        self._pending: list = []  # epoch metrics not yet delivered
+        self._retry_at = 0.0
+        self._failing = False
 
-    @property
-    def url(self) -> str | None:
-        """The run's page in the MLflow UI when the URI is an http(s) server."""
-        if not self.run_id or not self.uri.startswith(("http://", "https://")):
-            return None
-        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+    def state(self) -> dict[str, Any]:
+        """What the `RunTracker` in the training process mirrors."""
+        return {"enabled": self.enabled, "uri": self.uri, "run_id": self.run_id,
+                "experiment_id": self.experiment_id, "offline_from": self.offline_from}
 
     @property
     def _live(self) -> bool:
@@ -107,16 +95,10 @@ class RunTracker:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self, *, resume_run_id: str | None = None) -> "RunTracker":
-        """Open (or with `resume_run_id` reopen) the run.
-
-        Raises:
-            SpecError: naming `tracking.uri` when the store cannot be reached,
-                unless `tracking.required` is false: then a warning, and the run
-                goes to the local default store instead.
-        """
+    def start(self, resume_run_id: str | None = None) -> None:
+        """Open (or reopen) the run; see `RunTracker.start`."""
         if not self.enabled or self.run_id is not None:
-            return self
+            return
         try:
             self._open(resume_run_id)
         except SpecError:
@@ -124,7 +106,7 @@ class RunTracker:
         except Exception as err:
             if self.cfg.get("required", True):
                 raise self._unreachable(err) from err
-            fallback = f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
+            fallback = self.fallback_uri
             self._warn_once("start", f"MLflow at {self.uri} is unreachable ({first_line(err)}); "
                             f"tracking.required is false, so this run is recorded in {fallback}")
             self.offline_from, self.uri = self.uri, fallback
@@ -133,7 +115,6 @@ class RunTracker:
             except Exception as err2:
                 self._warn_once("offline", f"local MLflow store failed too ({first_line(err2)}); run untracked")
                 self.enabled = False
-        return self
 
     def _open(self, resume_run_id: str | None) -> None:
         client = client_for(self.uri)
@@ -188,57 +169,17 @@ class RunTracker:
         ))
 
     def end(self, status: str = "FINISHED") -> None:
-        """End the run with `status` (FINISHED, FAILED or KILLED); idempotent."""
+        """Deliver what is pending and end the run with `status`; idempotent."""
         if not self._live or self._ended:
             return
         self._ended = True
+        self.train_end()
         self._resend_unsent()
+        self._log_missing_epochs()
         done = self._attempt("ending the run", lambda c: c.set_terminated(self.run_id, status) or True, force=True)
         if not done:
             self._warn_once("end", f"run {self.run_id} could not be marked {status} at {self.uri}; "
                             f"it stays RUNNING there (reopen it with resume_run_id={self.run_id!r})")
-
-    def __enter__(self) -> "RunTracker":
-        return self.start()
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        self.end_for(exc)
-        return False
-
-    def end_for(self, exc: BaseException | None) -> None:
-        """End the run as its outcome says: FINISHED, KILLED (Ctrl-C) or FAILED (tagged with the error)."""
-        if exc is None:
-            self.end("FINISHED")
-        elif isinstance(exc, KeyboardInterrupt):
-            self.end("KILLED")
-        else:
-            self.set_tags({"kerasflow.error": f"{type(exc).__name__}: {exc}"})
-            self.end("FAILED")
-
-    @contextlib.contextmanager
-    def ending(self):
-        """Around work on an already started run: end it as `end_for` does, re-raising any error."""
-        try:
-            yield self
-        except BaseException as exc:
-            self.end_for(exc)
-            raise
-        self.end_for(None)
-
-    def child(self, run_name: str) -> "RunTracker":
-        """A started nested run (one tuning trial) in the same experiment and store."""
-        cfg = {**self.cfg, "uri": self.uri, "experiment": self.experiment_name, "run_name": run_name, "required": True}
-        trial_dir = self.run_dir / "trials" / re.sub(r"[^\w.-]", "_", run_name)
-        child = RunTracker(cfg, spec_dict=self.spec_dict, run_dir=trial_dir, kind="trial", parent_run_id=self.run_id)
-        if not self._live:
-            child.enabled = False
-            return child
-        try:
-            child.start()
-        except SpecError as err:
-            self._warn_once("child", f"trial run {run_name!r} not tracked: {first_line(err)}")
-            child.enabled = False
-        return child
 
     # -- logging -----------------------------------------------------------
 
@@ -295,20 +236,59 @@ class RunTracker:
         """Upload a directory's contents (under `artifact_path` if given); warns instead of failing."""
         self._attempt(f"artifacts {local_dir}", lambda c: c.log_artifacts(self.run_id, str(local_dir), artifact_path))
 
-    def keras_callback(self, epoch_offset: int = 0):
-        """A Keras callback logging each epoch's logs with step = `epoch_offset` + epoch.
+    def log_epoch(self, rows: list) -> None:
+        """Metric rows of one finished epoch. During an outage they are kept and the
+        server is left alone for a cool-down; every call costs one quick request at most."""
+        self._pending += [tuple(r) for r in rows]
+        if time.monotonic() >= self._retry_at:
+            self._flush_epochs()
 
-        Pass the number of epochs of earlier stages as `epoch_offset` so steps are
-        global across stages. The callback holds only strings and numbers (KerasTuner
-        deep-copies callbacks) and never raises into training.
-        """
-        if not self._live:
-            import keras
+    def train_end(self) -> None:
+        """At the end of a `fit`: what is still undeliverable goes to the unsent file."""
+        self._flush_epochs()
+        if self._pending:
+            transport.append_unsent(self.run_dir / UNSENT_METRICS, self._pending)
+            self._pending = []
 
-            return keras.callbacks.Callback()
-        from kerasflow.track.callback import MlflowMetrics
+    def _flush_epochs(self) -> None:
+        if not self._pending or not self._live:
+            return
+        try:
+            transport.send_metrics(self.uri, self.run_id, self._pending)
+        except Exception as err:  # tracking must never stop training
+            self._retry_at = time.monotonic() + transport.OUTAGE_COOLDOWN_S
+            if not self._failing:
+                self._warn_once("epochs", f"MLflow at {self.uri} unreachable; buffering metrics and retrying: "
+                                f"{first_line(err)}")
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("MLflow at %s reachable again; sent %d buffered values", self.uri, len(self._pending))
+        self._failing, self._pending = False, []
 
-        return MlflowMetrics(self.uri, self.run_id, epoch_offset, str(self.run_dir / UNSENT_METRICS))
+    def _log_missing_epochs(self) -> None:
+        """Epochs in `history.csv` that MLflow lacks (a kill between the row and its
+        metrics, before a resume) are logged now, so the run holds every finished epoch."""
+        path = self.run_dir / HISTORY_FILE
+        if not path.exists() or not self._live:
+            return
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        keys = [k for k in (rows[0] if rows else {}) if k not in ("epoch", "stage")]
+
+        def send(client):
+            now = int(time.time() * 1000)
+            missing = []
+            for key in keys:
+                name = valid_key(key)
+                logged = {m.step for m in client.get_metric_history(self.run_id, name)}
+                missing += [(name, float(r[key]), now, int(r["epoch"])) for r in rows
+                            if r.get(key) not in ("", None) and int(r["epoch"]) not in logged]
+            if missing:
+                transport.send_metrics(self.uri, self.run_id, missing)
+            return True
+
+        self._attempt("missing epochs", send, force=True)
 
     def _resend_unsent(self) -> None:
         path = self.run_dir / UNSENT_METRICS
@@ -323,34 +303,12 @@ class RunTracker:
 
     # -- models ------------------------------------------------------------
 
-    def log_model(self, keras_model, *, input_example=None, name: str = "model") -> str | None:
-        """Log `keras_model` (MLflow keras flavor, `.keras` format); returns its model URI.
+    def log_model(self, model_file: str, *, inputs=None, outputs=None, name: str = "model") -> str | None:
+        """Log a saved `.keras` file as the run's model; see `RunTracker.log_model`."""
+        from kerasflow.track.logged_model import log_keras_file
 
-        `mlflow.pyfunc.load_model(uri).predict(x)` then equals `keras_model.predict(x)`.
-        `input_example` (an array or dict of arrays) fixes the signature.
-        Returns None (after a TrackingWarning saying why) when tracking is off, the
-        server is unreachable or MLflow cannot save the model: training is over by
-        then and its outputs are on disk, so this never fails the run.
-        """
-        if not self._live:
-            return None
-        import mlflow
-        from mlflow.models import Model
-
-        def send(client):
-            signature = _signature(keras_model, input_example)
-            # The LoggedModel is created here so it lands in this run's experiment
-            # (Model.log would use the default one); Model.log finds the store
-            # through the global URI.
-            logged = client.create_logged_model(self.experiment_id, name=name, source_run_id=self.run_id)
-            with transport.global_uri(self.uri):
-                info = Model.log(
-                    artifact_path=None, name=name, flavor=mlflow.keras, model=keras_model, run_id=self.run_id,
-                    model_id=logged.model_id, signature=signature, pip_requirements=_pip_requirements(),
-                )
-            return info.model_uri
-
-        return self._attempt("model", send)
+        return self._attempt("model", lambda client: log_keras_file(
+            client, self.uri, self.experiment_id, self.run_id, model_file, inputs=inputs, outputs=outputs, name=name))
 
     def register(self, model_uri: str, name: str, *, alias: str = "champion", objective: str,
                  mode: str, value: float | None) -> dict[str, Any]:

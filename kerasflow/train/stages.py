@@ -60,6 +60,10 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
     loaded, run_dir, state = _open_run(loaded, run_dir, resume)
     spec = loaded.spec
     _check_resolved(spec, loaded.locs)
+    if tracker is None:  # the MLflow store opens in the background while TensorFlow imports
+        from kerasflow.track.mlflow import warm_up
+
+        warm_up(spec.tracking.model_dump(), loaded.raw)
 
     from kerasflow.train.strategy import dtype_policy, make_strategy, seed_everything
 
@@ -345,7 +349,8 @@ def _finish(loaded, model, run_dir: Path, state: dict, data, tracker) -> TrainRe
             tracker.log_artifact(run_dir / name)
         tracker.log_artifacts(plots, "plots")
         if spec.tracking.log_model:
-            uri = tracker.log_model(model, input_example=data.sample_inputs(5, split if ds is not None else "train"))
+            uri = tracker.log_model(model, input_example=data.sample_inputs(5, split if ds is not None else "train"),
+                                    model_file=run_dir / rd.MODEL_FILE)
             state["mlflow_model_uri"] = uri  # what `register` registers
     state["finished"] = True
     rd.write_json(run_dir / rd.STATE_FILE, state)
