@@ -28,7 +28,7 @@ def example_arrays(values) -> Any:
         return {str(k): example_arrays(v) for k, v in values.items()}
     if isinstance(values, (list, tuple)):
         return [example_arrays(v) for v in values]
-    array = np.asarray(values)
+    array = np.asarray(values.numpy() if hasattr(values, "numpy") else values)
     if array.dtype == object or array.dtype.kind == "S":
         return array.astype(str)
     return array

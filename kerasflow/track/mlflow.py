@@ -147,11 +147,17 @@ class RunTracker:
                kind=self.kind, parent_run_id=self.parent_run_id, uri=self.uri, uri_source=self._uri_source,
                experiment_name=self.experiment_name, run_name=self.run_name, fallback_uri=default_uri(), wait=False)
         self._call("start", resume_run_id)
+        if self.parent_run_id is None and (resume_run_id is None or self.offline_from):
+            self._call("log_params", dict(self.spec_dict or {}), wait=False)  # the spec, logged while training starts
         return self
 
     def end(self, status: str = "FINISHED") -> None:
         """End the run with `status` (FINISHED, FAILED or KILLED) once everything sent
         before has been delivered; idempotent."""
+        if not self.enabled:  # nothing to end, but the run's plots may still be drawing
+            from kerasflow.track.worker import sync
+
+            sync()
         if not self._live or self._ended:
             return
         try:
@@ -275,7 +281,11 @@ class RunTracker:
         inputs = outputs = None
         if input_example is not None:
             inputs = example_arrays(input_example)
-            outputs = example_arrays(keras_model.predict(inputs, verbose=0))
+            try:  # a few rows: an eager call, without tracing a predict function
+                outputs = keras_model(inputs, training=False)
+            except Exception:
+                outputs = keras_model.predict(inputs, verbose=0)
+            outputs = example_arrays(outputs)
         with tempfile.TemporaryDirectory(prefix="kerasflow-model-") as tmp:
             if model_file is None:
                 model_file = Path(tmp) / "model.keras"

@@ -9,8 +9,8 @@ kept in `<run_dir>/mlflow_unsent_metrics.jsonl`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import functools
 import logging
 import re
 import time
@@ -44,6 +44,12 @@ def warm(uri: str, experiment: str) -> None:
             client_for(uri).get_experiment_by_name(experiment)
     except Exception:
         pass
+    _context_tags()
+
+
+@functools.lru_cache(maxsize=1)
+def _context_tags() -> dict[str, str]:
+    return context_tags()  # MLflow's context providers run git and friends: once per worker
 
 
 class Recorder:
@@ -144,7 +150,7 @@ class Recorder:
                 self.experiment_id = client.create_experiment(self.experiment_name, artifact_location=location)
             else:
                 self.experiment_id = experiment.experiment_id
-        tags = {**context_tags(), "kerasflow.kind": self.kind, "kerasflow.run_dir": str(self.run_dir.resolve())}
+        tags = {**_context_tags(), "kerasflow.kind": self.kind, "kerasflow.run_dir": str(self.run_dir.resolve())}
         tags.update({str(k): str(v) for k, v in (self.cfg.get("tags") or {}).items()})
         if self.offline_from:
             tags["kerasflow.offline_from"] = self.offline_from
@@ -153,8 +159,6 @@ class Recorder:
         with http_policy(transport.PATIENT):
             run = client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
-        if self.parent_run_id is None:
-            self.log_params(self.spec_dict)
 
     def _unreachable(self, err: BaseException) -> SpecError:
         remote = self.uri.startswith(("http://", "https://"))

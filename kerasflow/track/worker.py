@@ -1,4 +1,5 @@
-"""The tracking worker: a process of its own that does all MLflow work.
+"""The tracking worker: a process of its own that does all MLflow work (and
+draws a run's plots).
 
 Importing MLflow and opening a sqlite store cost seconds of pure Python, which
 a thread would serialize with TensorFlow's import and Keras' training loop
@@ -160,6 +161,12 @@ def worker() -> Worker:
         return _worker
 
 
+def sync() -> None:
+    """Wait until the worker of this process (if any) has done everything sent to it."""
+    if _worker is not None and _worker.pid == os.getpid() and _worker.proc.poll() is None:
+        _worker.call(0, "sync")
+
+
 # ------------------------------------------------------------- worker side
 
 
@@ -167,8 +174,6 @@ def _serve() -> None:
     """The worker's loop: one call at a time, in the order sent, until end of input."""
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries replies only; MLflow's prints go to stderr
-    import mlflow  # noqa: F401  (what this process is for: import it while the trainer imports TensorFlow)
-
     from kerasflow.track.recorder import Recorder, warm
     from kerasflow.track.transport import TrackingWarning
 
@@ -185,8 +190,12 @@ def _serve() -> None:
             try:
                 if method == "open":
                     recorders[target] = Recorder(*args, **kwargs)
-                elif method == "warm":
+                elif method == "warm":  # imports MLflow and opens the store while the trainer imports TensorFlow
                     warm(*args, **kwargs)
+                elif method == "draw":
+                    _draw(*args, **kwargs)
+                elif method == "sync":
+                    pass  # answered once everything sent before is done
                 elif method == "close":
                     recorders.pop(target, None)
                 else:
@@ -206,6 +215,14 @@ def _serve() -> None:
             out.flush()
         except (BrokenPipeError, OSError):
             pass  # the training process is gone (killed): keep delivering what it sent
+
+
+def _draw(name: str, *args, **kwargs) -> None:
+    from kerasflow.train import plots
+
+    if not name.startswith("draw_"):
+        raise ValueError(f"Received an invalid plot, expected a draw_* function. Received: {name=}")
+    getattr(plots, name)(*args, **kwargs)
 
 
 if __name__ == "__main__":
