@@ -5,7 +5,8 @@ slow save of a model already on disk), imports Keras (TensorFlow: seconds)
 and cannot describe string inputs. Here the file `train` saved is copied into
 the same layout `mlflow.keras.save_model` writes (`MLmodel` with the `keras`
 and `python_function` flavors, `data/model.keras`, environment files), so
-`mlflow.keras.load_model` and `mlflow.pyfunc.load_model` read it as usual.
+`mlflow.keras.load_model` reads it as usual; `mlflow.pyfunc.load_model` goes
+through `kerasflow.track.pyfunc`, which takes string inputs.
 """
 
 from __future__ import annotations
@@ -18,20 +19,32 @@ from typing import Any, Mapping
 
 import numpy as np
 
-_REQUIREMENTS = ("keras", "tensorflow")
+_REQUIREMENTS = ("kerasflow", "keras", "tensorflow")  # kerasflow: the pyfunc loader and its layers
 
 
 def example_arrays(values) -> Any:
-    """Inputs or outputs of a model as numpy (dicts and lists kept), strings as `str`
-    arrays: object arrays have no dtype MLflow can put in a signature."""
+    """Inputs or outputs of a model as numpy (dicts and lists kept), strings as
+    object arrays of `str`: what Keras' `predict` (and so MLflow's pyfunc) takes
+    for a string input; it refuses numpy's fixed-width `<U` arrays."""
     if isinstance(values, Mapping):
         return {str(k): example_arrays(v) for k, v in values.items()}
     if isinstance(values, (list, tuple)):
         return [example_arrays(v) for v in values]
     array = np.asarray(values.numpy() if hasattr(values, "numpy") else values)
-    if array.dtype == object or array.dtype.kind == "S":
-        return array.astype(str)
+    if array.dtype.kind in "SU" or (array.dtype == object and array.size and isinstance(array.flat[0], bytes)):
+        return np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else str(v), otypes=[object])(array)
     return array
+
+
+def example_outputs(keras_model, inputs):
+    """The model's outputs on a few example rows, as numpy: one eager call (no
+    predict function to trace), strings fed as tensors (Keras refuses numpy strings)."""
+    import tensorflow as tf
+
+    def tensor(array):
+        return tf.constant(array.astype(str)) if array.dtype == object else tf.constant(array)
+
+    return example_arrays(keras_model(tf.nest.map_structure(tensor, inputs), training=False))
 
 
 def signature(inputs, outputs):
@@ -39,7 +52,7 @@ def signature(inputs, outputs):
 
     Dict inputs and outputs become named tensors (multi-input, multi-output
     heads); a list of outputs is named `output_0`, `output_1`, ... as Keras'
-    export names them. Strings are `str` tensors.
+    export names them. Strings are `object` tensors (see `example_arrays`).
     """
     from mlflow.models import infer_signature
 
@@ -75,7 +88,8 @@ class KerasFile:
             mlflow_model.signature = signature
         mlflow_model.add_flavor("keras", data="data", keras_version=_version("keras"), keras_backend="tensorflow",
                                 save_exported_model=False)
-        pyfunc.add_to_model(mlflow_model, loader_module="mlflow.keras", conda_env="conda.yaml",
+        # kerasflow's loader: MLflow's Keras wrapper cannot feed string inputs.
+        pyfunc.add_to_model(mlflow_model, loader_module="kerasflow.track.pyfunc", data="data", conda_env="conda.yaml",
                             python_env="python_env.yaml")
         mlflow_model.model_size_bytes = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
         mlflow_model.save(str(root / MLMODEL_FILE_NAME))

@@ -276,16 +276,21 @@ class RunTracker:
         """
         if not self._live:
             return None
-        from kerasflow.track.logged_model import example_arrays
+        from kerasflow.track.logged_model import example_arrays, example_outputs
 
         inputs = outputs = None
         if input_example is not None:
             inputs = example_arrays(input_example)
-            try:  # a few rows: an eager call, without tracing a predict function
-                outputs = keras_model(inputs, training=False)
-            except Exception:
-                outputs = keras_model.predict(inputs, verbose=0)
-            outputs = example_arrays(outputs)
+            try:
+                outputs = example_outputs(keras_model, inputs)
+            except Exception as err:  # the model is still worth logging
+                import warnings
+
+                from kerasflow.track.transport import first_line
+
+                warnings.warn(f"model logged without a signature: predicting the input example failed "
+                              f"({first_line(err)})", TrackingWarning, stacklevel=2)
+                inputs = None
         with tempfile.TemporaryDirectory(prefix="kerasflow-model-") as tmp:
             if model_file is None:
                 model_file = Path(tmp) / "model.keras"

@@ -335,6 +335,7 @@ class Recorder:
 
         def send(client):
             with transport.global_uri(self.uri):  # mlflow.register_model resolves the registry globally
+                _require_model(model_uri, name)  # else MLflow would leave an empty registered model behind
                 return {**decision, **register_version(client, model_uri, name, alias=alias, objective=objective,
                                                        mode=mode, value=value, run_id=self.run_id)}
 
@@ -373,6 +374,23 @@ class Recorder:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(message, TrackingWarning, stacklevel=3)
+
+
+def _require_model(model_uri: str, name: str) -> None:
+    """Raises a `SpecError` unless `model_uri` holds an MLflow model (an `MLmodel` file)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import get_model_info
+
+    try:
+        get_model_info(model_uri)
+    except (MlflowException, OSError) as err:
+        if is_outage(err):
+            raise
+        raise SpecError(Problem(
+            path="tracking.register_as", message=f"no model to register as {name!r}: {model_uri} holds none",
+            received=first_line(err),
+            hint="the training run did not log its model (see its warnings; tracking.log_model must be true)",
+        )) from err
 
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
