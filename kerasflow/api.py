@@ -28,7 +28,7 @@ def render(path: str | os.PathLike, overrides: Sequence[str] = ()) -> str:
 
 def json_schema() -> dict:
     """JSON Schema of a spec file, for editors (yaml-language-server)."""
-    from kerasflow.model.registry import load_all
+    from kerasflow.spec.registry import load_all
     from kerasflow.spec.schema import Spec
 
     schema = Spec.model_json_schema()

@@ -4,34 +4,60 @@ TensorFlow."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import re
 import sys
 
 import click
 
 from kerasflow import __version__
+from kerasflow.api import TEMPLATES
+from kerasflow.failures import EXIT_BUG, EXIT_SPEC_ERROR  # noqa: F401  (exit codes: public)
+from kerasflow.failures import reports_errors as _reports_errors
 from kerasflow.spec.errors import SpecError
 
-EXIT_SPEC_ERROR = 2
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+PORT = click.IntRange(0, 65535)  # 0: any free port
 
 
-def _reports_errors(fn):
-    """Print `SpecError`s (and Ctrl-C) without a traceback; exit non-zero."""
+def _finite_seconds(ctx, param, value):
+    if value is not None and not (0 < value <= 86400):  # also refuses nan and inf
+        raise click.BadParameter(f"expected seconds in (0, 86400], received {value}")
+    return value
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SpecError as exc:
-            click.echo(click.style("error: ", fg="red", bold=True) + exc.format(), err=True)
-            sys.exit(EXIT_SPEC_ERROR)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
 
-    return wrapper
+def _safe_name(ctx, param, value):
+    """A value that becomes a file or URL path component: one plain name."""
+    if value is not None and (not _SAFE_NAME.fullmatch(value) or value.strip(".") == ""):
+        raise click.BadParameter(f"expected a plain name (letters, digits, `.`, `_`, `-`; no `/` or `..`), "
+                                 f"received {value!r}")
+    return value
+
+
+_STORE_SCHEMES = ("sqlite", "file", "postgresql", "mysql", "mssql")  # MLflow's backend stores
+
+
+def _store_uri(ctx, param, value):
+    """A tracking store the MLflow UI can open (else its child process dies with a traceback)."""
+    if value is None or "://" not in value:
+        return value  # a plain path is a file store
+    scheme = value.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _STORE_SCHEMES:
+        raise click.BadParameter(f"expected a store URI of scheme {', '.join(_STORE_SCHEMES)}, received {value!r}")
+    return value
+
+
+def _writable_file(ctx, param, value):
+    """An output file whose directory exists (we never create directories the user did not ask for)."""
+    if value is None:
+        return value
+    parent = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(parent):
+        raise click.BadParameter(f"the directory {parent} does not exist; create it first")
+    if os.path.isdir(value):
+        raise click.BadParameter(f"{value} is a directory; give a file name")
+    return value
 
 
 set_option = click.option(
@@ -42,7 +68,8 @@ set_option = click.option(
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kerasflow")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an internal error (also KERASFLOW_DEBUG=1).")
+def cli(debug) -> None:
     """Declarative Keras 3 pipelines: validate, plan, train, tune, export, serve."""
 
 
@@ -78,7 +105,8 @@ def render(file, overrides) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--out", type=click.Path(dir_okay=False), callback=_writable_file,
+              help="Write to this file instead of stdout.")
 @click.option("--reference", is_flag=True, help="Markdown reference (docs/spec-reference.md) instead of JSON Schema.")
 @_reports_errors
 def schema(out, reference) -> None:
@@ -95,12 +123,12 @@ def schema(out, reference) -> None:
 
 
 @cli.command()
-@click.argument("name")
-@click.option("--template", default="mlp", show_default=True, help="mlp | cnn | rnn | transformer")
+@click.argument("name", callback=_safe_name)
+@click.option("--template", default="mlp", show_default=True, type=click.Choice(TEMPLATES))
 @click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False))
 @_reports_errors
 def init(name, template, directory) -> None:
-    """Write a starter spec NAME.yaml."""
+    """Write a starter spec NAME.yaml into --dir (NAME is a plain name, never a path)."""
     from kerasflow import api
 
     path = api.init(name, template, directory)
@@ -110,7 +138,7 @@ def init(name, template, directory) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @set_option
-@click.option("--plot", type=click.Path(dir_okay=False), help="Draw the graph to this PNG (needs pydot + graphviz).")
+@click.option("--plot", type=click.Path(dir_okay=False), callback=_writable_file, help="Draw the graph to this PNG (needs pydot + graphviz).")
 @_reports_errors
 def plan(file, overrides, plot) -> None:
     """Build the model without data: Keras summary, shapes, memory, one-step timing."""
@@ -127,7 +155,7 @@ def plan(file, overrides, plot) -> None:
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--workers", metavar="HOST:PORT,...",
               help="multi_worker: every worker's address, the same list on each (default: TF_CONFIG).")
-@click.option("--worker-index", type=int, help="multi_worker: this process's index in --workers (0 is the chief).")
+@click.option("--worker-index", type=click.IntRange(min=0), help="multi_worker: this process's index in --workers (0 is the chief).")
 @_reports_errors
 def train(file, overrides, run_dir, resume, quiet, workers, worker_index) -> None:
     """Train FILE's model on its data through its stages."""
@@ -181,9 +209,9 @@ def predict(run_dir, input_file, output_file) -> None:
 @click.option("--restart", is_flag=True, help="Discard finished trials and start over.")
 @click.option("--chief", is_flag=True, help="Serve the oracle for distributed workers (runs no trials).")
 @click.option("--worker", is_flag=True, help="Run trials for the chief at --chief-address.")
-@click.option("--port", type=int, help="The chief's oracle port.")
+@click.option("--port", type=click.IntRange(1, 65535), help="The chief's oracle port.")
 @click.option("--chief-address", help="HOST:PORT of the chief (workers).")
-@click.option("--worker-id", help="A unique id for this worker.")
+@click.option("--worker-id", callback=_safe_name, help="A unique id for this worker (a plain name).")
 @click.option("--quiet", is_flag=True)
 @_reports_errors
 def tune(file, overrides, run_dir, restart, chief, worker, port, chief_address, worker_id, quiet) -> None:
@@ -206,9 +234,9 @@ def tune(file, overrides, run_dir, restart, chief, worker, port, chief_address, 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--base-path", type=click.Path(file_okay=False), help="TF Serving base path (default export.base_path).")
-@click.option("--version", type=int, help="Version number (default: next integer).")
-@click.option("--keep", type=int, help="Keep only the newest N versions.")
-@click.option("--tfserving-config", type=click.Path(dir_okay=False), help="Also write a model_config_list file.")
+@click.option("--version", type=click.IntRange(min=1), help="Version number (default: next integer).")
+@click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N versions (at least 1).")
+@click.option("--tfserving-config", type=click.Path(dir_okay=False), callback=_writable_file, help="Also write a model_config_list file.")
 @_reports_errors
 def export(run_dir, base_path, version, keep, tfserving_config) -> None:
     """Export a trained RUN_DIR as a SavedModel version for TF Serving."""
@@ -221,11 +249,14 @@ def export(run_dir, base_path, version, keep, tfserving_config) -> None:
 
 @cli.command()
 @click.argument("base_path", type=click.Path(file_okay=False))
-@click.option("--model-name", help="Name in /v1/models/NAME (default: the base path's directory name).")
-@click.option("--rest-port", default=8501, show_default=True, type=int)
-@click.option("--grpc-port", default=8500, show_default=True, type=int)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--poll-seconds", default=2.0, show_default=True, type=float, help="How often new versions are looked for.")
+@click.option("--model-name", callback=_safe_name,
+              help="Name in /v1/models/NAME (default: the base path's directory name).")
+@click.option("--rest-port", default=8501, show_default=True, type=PORT, help="0 picks a free port.")
+@click.option("--grpc-port", default=8500, show_default=True, type=PORT, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; 0.0.0.0 listens on all interfaces (needed for tensorflow_model_server).")
+@click.option("--poll-seconds", default=2.0, show_default=True, type=float, callback=_finite_seconds,
+              help="How often new versions are looked for.")
 @click.option("--tfserving/--no-tfserving", default=None,
               help="Require / never use tensorflow_model_server (default: use it when on PATH).")
 @_reports_errors
@@ -234,16 +265,26 @@ def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfser
     from pathlib import Path
 
     from kerasflow import api
+    from kerasflow.serve.tfserving import binds_all_interfaces
 
     name = model_name or Path(base_path).resolve().name
+    if not _SAFE_NAME.fullmatch(name):
+        raise click.UsageError(f"the base path's directory name {name!r} is not a plain model name; "
+                               "give one with --model-name")
+    if not binds_all_interfaces(host):
+        # tensorflow_model_server always listens on every interface; never widen what the user asked for.
+        if tfserving:
+            raise click.UsageError(f"tensorflow_model_server cannot listen on {host} only (it binds all "
+                                   "interfaces); pass --host 0.0.0.0 to accept that, or drop --tfserving")
+        tfserving = False
     sys.exit(api.serve(base_path, model_name=name, host=host, rest_port=rest_port, grpc_port=grpc_port,
                        poll_seconds=poll_seconds, use_tfserving=tfserving))
 
 
 @cli.command()
-@click.option("--uri", help="Tracking store (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
+@click.option("--uri", callback=_store_uri, help="Tracking store (default: MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=PORT)
 @_reports_errors
 def ui(uri, host, port) -> None:
     """Start the MLflow UI on the configured store and print its URL."""

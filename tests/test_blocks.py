@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kerasflow.model.registry import load_all
+from kerasflow.spec.registry import load_all
 from kerasflow.spec.errors import SpecError
 from kerasflow.spec.loader import load_spec, load_spec_dict
 from test_builder import output_shapes, random_batch, write_spec

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from kerasflow.model.registry import LAYERS, load_all
+from kerasflow.spec.registry import LAYERS, load_all
 from kerasflow.spec.errors import SpecError
 from kerasflow.spec.loader import load_spec
 

@@ -12,7 +12,7 @@ from invalid_cases import BASE_YAML
 SCHEMA_MODULE = '''
 from pydantic import Field, PositiveFloat
 
-from kerasflow.model.registry import LayerNode, register_layer
+from kerasflow.spec.registry import LayerNode, register_layer
 
 
 @register_layer("scaled_tanh", "my_keras_layers:ScaledTanh")

@@ -109,6 +109,8 @@ def _stack(table: Table, cols: list[str]) -> np.ndarray:
 
 def to_float(values: np.ndarray, path: str, table: Table, col: str) -> np.ndarray:
     """float64 values, or a SpecError naming the first bad row."""
+    if len(values) == 0:
+        return np.asarray(values, dtype=np.float64)
     if values.dtype.kind in "biuf":
         out = values.astype(np.float64)
     else:
@@ -135,11 +137,30 @@ def to_float(values: np.ndarray, path: str, table: Table, col: str) -> np.ndarra
     if missing.size:
         raise SpecError(Problem(path=path, message=f"missing value in column `{col}` at {table.where(int(missing[0]))}",
                                 expected="a number", received="empty / NaN",
-                                hint=f"{missing.size} row(s) affected; fill or drop them before training"))
+                                hint=f"{missing.size} row(s) affected; fill or drop them"))
+    infinite = np.flatnonzero(np.isinf(out.reshape(len(out), -1)).any(axis=1))
+    if infinite.size:
+        raise SpecError(Problem(path=path, message=f"infinite value in column `{col}` at "
+                                f"{table.where(int(infinite[0]))}", expected="a finite number", received="inf",
+                                hint=f"{infinite.size} row(s) affected; an infinite input makes every loss NaN"))
     return out
 
 
-def _strings(values: np.ndarray) -> np.ndarray:
+def check_present(values: np.ndarray, path: str, table: Table, col: str) -> None:
+    """A SpecError naming the first empty cell of a category column."""
+    import pandas as pd
+
+    flat = values.reshape(len(values), -1)
+    empty = np.flatnonzero(pd.isna(flat).any(axis=1))
+    if empty.size:
+        raise SpecError(Problem(path=path, message=f"empty value in column `{col}` at {table.where(int(empty[0]))}",
+                                expected="a category", received="an empty cell",
+                                hint=f"{empty.size} row(s) affected; fill them (e.g. with `unknown`) or drop them"))
+
+
+def as_strings(values: np.ndarray) -> np.ndarray:
+    """Text of each cell as one column of python strings (empty cells as "", 3.0 as "3")."""
+
     def text(v):
         if isinstance(v, bytes):
             return v.decode("utf-8", errors="replace")
@@ -164,7 +185,9 @@ def _feature(name: str, feature, table: Table, cols: list[str], files: bool) -> 
                 raise SpecError(Problem(path=path, message=f"column `{col}` holds non-integer values",
                                         expected="integers (dtype: int64)", hint="use `dtype: string`"))
             return values.astype(np.int64).reshape(-1, 1)
-        return _strings(raw)
+        if kind == "category":
+            check_present(raw, path, table, col)  # else an empty cell would silently become the class ""
+        return as_strings(raw)
     if kind == "image":
         return raw if files else _image(feature, raw, path, table, col)
     if kind == "sequence":
@@ -304,7 +327,7 @@ def _classes(target, raw, loaded: Loaded, col: str, path: str):
             index = {s: i for i, s in enumerate(seen)}
             encoded = {p: np.array([index[x] for x in v.tolist()]) for p, v in ints.items()}
     else:
-        texts = {p: _strings(v).reshape(-1) for p, v in flat.items()}
+        texts = {p: as_strings(v).reshape(-1) for p, v in flat.items()}
         seen = sorted(set(np.concatenate(list(texts.values())).tolist()))
         if names is None:
             names = seen

@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kerasflow.model.registry import BLOCKS, LAYERS, LayerNode, NodeSpec, load_all
+from kerasflow.spec.registry import BLOCKS, LAYERS, LayerNode, NodeSpec
 from kerasflow.spec.base import TuneBool, TuneChoice, TuneFloat, TuneInt
-from kerasflow.spec.errors import Problem, SpecError, join_path
+from kerasflow.spec.errors import Problem, SpecError, join_path, locate
+from kerasflow.spec.imports import import_modules
 
 _MARKERS = (TuneInt, TuneFloat, TuneChoice, TuneBool)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -59,8 +60,7 @@ def build_graph(spec, stats: dict | None = None, *, input_tensors=None, locs=Non
     problems = unresolved_markers(spec, locs)
     if problems:
         raise SpecError(problems)
-    import_custom_modules(spec.model.imports, locs)
-    load_all()
+    import_modules(spec.model.imports, locs)
     keras.utils.set_random_seed(spec.seed)
 
     names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)
@@ -97,8 +97,6 @@ def build_node(node: NodeSpec, inputs: list, name: str, path: tuple | None = Non
     except Exception as exc:  # Keras raises ValueError/TypeError/TF errors: report them at the node
         if path is None:
             raise
-        from kerasflow.spec.schema import locate
-
         shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
         raise SpecError(Problem(
             path=join_path(path), message=f"{kind}: {_explain(exc)}",
@@ -113,8 +111,6 @@ def node_layers(model, node: str) -> list:
 
 def unresolved_markers(spec, locs=None) -> list[Problem]:
     """A problem per `{tune: ...}` marker left in the model or the features."""
-    from kerasflow.spec.schema import locate
-
     found: list[tuple] = []
 
     def walk(value: Any, path: tuple) -> None:
@@ -135,13 +131,6 @@ def unresolved_markers(spec, locs=None) -> list[Problem]:
     return [Problem(path=join_path(p), message="unresolved `tune:` marker: a model is built from values",
                     hint="run `kerasflow tune` (it fills markers per trial) or set a value, e.g. "
                          f"--set {join_path(p)}=...", location=locate(locs or {}, p)) for p in found]
-
-
-def import_custom_modules(modules: list[str], locs=None) -> None:
-    """Import `model.imports` (the only code a spec can bring in)."""
-    from kerasflow.spec.model_schema import use_imports
-
-    use_imports(modules, locs)
 
 
 def plain_input(name: str, feature):

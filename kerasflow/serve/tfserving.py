@@ -20,6 +20,19 @@ log = logging.getLogger("kerasflow.serve")
 BINARY = "tensorflow_model_server"
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def binds_all_interfaces(host: str) -> bool:
+    """Whether `host` asks for every interface, the only thing the binary can do.
+
+    `tensorflow_model_server` has no bind-address flag: it listens on 0.0.0.0
+    (tensorflow/serving#1969). So kerasflow launches it only when the user asked
+    for all interfaces; the default loopback host uses the embedded server.
+    """
+    return host in WILDCARD_HOSTS
+
+
 def find_model_server() -> str | None:
     """Path of `tensorflow_model_server` on PATH, or None."""
     return shutil.which(BINARY)
@@ -61,15 +74,19 @@ def launch_model_server(
 ) -> subprocess.Popen:
     """Start `tensorflow_model_server` on `base_path`; the caller owns (and stops) the process.
 
-    TF Serving has no bind-address flag: it listens on all interfaces whatever
-    `host` says, so a non-wildcard `host` only produces a warning.
+    Raises:
+        SpecError: `host` is not a wildcard address. The binary always listens
+            on all interfaces, so it is never started for a narrower host.
     """
     binary = executable or find_model_server()
     if binary is None:
         raise FileNotFoundError(f"{BINARY} is not on PATH")
-    if host not in ("0.0.0.0", "::", ""):
-        log.warning("%s listens on all interfaces; host=%s cannot be enforced (use a firewall or "
-                    "`docker run -p %s:%d:8501`)", BINARY, host, host, rest_port)
+    if not binds_all_interfaces(host):
+        from kerasflow.spec.errors import Problem, SpecError
+
+        raise SpecError(Problem(path="--host", message=f"{BINARY} cannot listen on {host} only: it binds all "
+                                "interfaces", expected="--host 0.0.0.0 (all interfaces), or the embedded server",
+                                hint="drop --tfserving to serve on loopback with the embedded server"))
     cmd = model_server_command(base_path, model_name, rest_port, grpc_port, executable=binary,
                                poll_seconds=poll_seconds, extra_args=extra_args)
     log.info("starting %s", " ".join(cmd))

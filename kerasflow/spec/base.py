@@ -1,7 +1,11 @@
-"""Building blocks shared by every spec section: the strict base model and
-`Tunable[T]`, which accepts either a plain value or a `{tune: ...}` marker."""
+"""Building blocks shared by every spec section: the strict base model,
+bounded number types, and `Tunable[T]`, which accepts either a plain value or
+a `{tune: ...}` marker.
 
-from __future__ import annotations
+Validation is strict: YAML's own types are respected (`true` is not 1, `"3"`
+is not 3, `3.0` is not an int; an int is a fine float), and every float is
+finite. Bounds below are generous but keep absurd values (`units: 10**12`,
+`learning_rate: 1e300`) out of the graph builder and the optimizer."""
 
 import functools
 import math
@@ -26,11 +30,15 @@ from kerasflow.spec.errors import did_you_mean
 class SpecModel(BaseModel):
     """Frozen, strict base: unknown keys are errors, never dropped.
 
+    Schemas are built on first use (`defer_build`): `Spec` builds its sections
+    once, and a node type's schema is built only when a spec names it.
+
     When validated with a `context` dict, unknown keys get a "did you mean"
     suggestion recorded in `context["suggestions"][(id(raw_dict), key)]`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True,
+                              strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -43,6 +51,24 @@ class SpecModel(BaseModel):
                 if key not in allowed:
                     sugg[(id(data), key)] = (did_you_mean(key, allowed), sorted(allowed))
         return data
+
+
+# Counts (epochs, steps, vocabulary sizes): anything an int32 shape or loop can hold.
+MAX_COUNT = 2**31 - 1
+Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+# Widths of a layer (units, filters, heads, embedding sizes): a million already
+# means at least a million weights per input.
+MAX_WIDTH = 2**20
+Width = Annotated[int, Field(gt=0, le=MAX_WIDTH)]
+# Seeds: what numpy, TensorFlow and KerasTuner all accept.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+# A learning rate, a schedule's rate: above 10 no optimizer converges.
+LearningRateValue = Annotated[float, Field(gt=0, le=10)]
+# Gradient clipping, loss and class weights, scale factors: finite and not astronomic.
+MAX_FACTOR = 1e6
+PositiveFactor = Annotated[float, Field(gt=0, le=MAX_FACTOR)]
+NonNegativeFactor = Annotated[float, Field(ge=0, le=MAX_FACTOR)]
+Scale = Annotated[float, Field(ge=-MAX_FACTOR, le=MAX_FACTOR)]
 
 
 Sampling = Literal["linear", "log", "reverse_log"]
@@ -158,7 +184,7 @@ def _check_marker_against(tp: Any):
             candidates = [True]
         for v in candidates:
             try:
-                _adapter(tp).validate_python(v)
+                _adapter(tp).validate_python(v, strict=True)
             except ValidationError as exc:
                 msg = exc.errors()[0]["msg"]
                 raise ValueError(f"tune marker value {v!r} is not valid here: {msg}") from None

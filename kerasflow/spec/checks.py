@@ -4,17 +4,13 @@ targets, unique stage names, the tuning objective."""
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING
+from typing import Any
 
-from kerasflow.spec.errors import Problem, did_you_mean
-
-if TYPE_CHECKING:
-    from kerasflow.spec.schema import Locations, Spec
+from kerasflow.spec.errors import Locations, Problem, did_you_mean, locate
 
 
-def cross_check(spec: "Spec", locs: "Locations") -> list[Problem]:
-    from kerasflow.spec.schema import locate
-
+def cross_check(spec: Any, locs: Locations) -> list[Problem]:
+    """Problems of a structurally valid `kerasflow.spec.schema.Spec`."""
     problems: list[Problem] = []
 
     def add(path: tuple, message: str, **kw) -> None:

@@ -1,13 +1,11 @@
 """The `data` section: where examples come from, typed features, targets, splits
 and the input pipeline."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PositiveInt, confloat, model_validator
+from pydantic import Field, confloat, model_validator
 
-from kerasflow.spec.base import SpecModel, Tunable
+from kerasflow.spec.base import Count, Scale, SpecModel, Tunable, Width
 
 SKLEARN_SETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 STATSMODELS_SETS = ("sunspots", "co2", "nile", "elnino")
@@ -96,7 +94,7 @@ class KerasSource(_Source):
 
     type: Literal["keras"]
     name: Literal[KERAS_SETS] = Field(description="keras.datasets module name.")
-    num_words: PositiveInt | None = Field(None, description="imdb/reuters: keep the most frequent words only.")
+    num_words: Count | None = Field(None, description="imdb/reuters: keep the most frequent words only.")
 
 
 class TfdsSource(_Source):
@@ -113,9 +111,9 @@ class GeneratedSource(_Source):
 
     type: Literal["generated"]
     task: Literal["sort", "reverse", "copy"] = Field(description="What the target sequence is.")
-    length: PositiveInt = Field(8, description="Tokens per sequence.")
+    length: Count = Field(8, description="Tokens per sequence.")
     vocab_size: int = Field(10, ge=2, description="Tokens are 0..vocab_size-1; vocab_size is the decoder start token.")
-    samples: PositiveInt = Field(20000, description="Number of sequences.")
+    samples: Count = Field(20000, description="Number of sequences.")
 
 
 Source = Annotated[
@@ -131,7 +129,7 @@ class NumericFeature(SpecModel):
     """A numeric feature (scalar or fixed-shape array)."""
 
     type: Literal["numeric"]
-    shape: list[PositiveInt] = Field(default_factory=lambda: [1], description="Per-example shape.")
+    shape: list[Count] = Field(default_factory=lambda: [1], description="Per-example shape.")
     normalize: bool = Field(False, description="Normalize with statistics of the training split (last axis).")
     dtype: Literal["float32", "float64", "int32", "int64"] = Field("float32", description="Input dtype.")
     column: str | list[str] | None = Field(
@@ -147,12 +145,12 @@ class CategoryFeature(SpecModel):
     vocabulary: list[str | int] | None = Field(
         None, description="Fixed vocabulary (learned from the training split if omitted)."
     )
-    max_tokens: PositiveInt | None = Field(None, description="Keep the most frequent values only (including OOV slots).")
+    max_tokens: Count | None = Field(None, description="Keep the most frequent values only (including OOV slots).")
     num_oov_indices: int = Field(
         1, ge=0, description="Slots for values outside the vocabulary (0: unknown values are errors)."
     )
     output: Literal["one_hot", "embedding", "index"] = Field("one_hot", description="What the model sees.")
-    embedding_dim: Tunable[PositiveInt] = Field(8, description="Embedding width when output is embedding.")
+    embedding_dim: Tunable[Width] = Field(8, description="Embedding width when output is embedding.")
     column: str | None = Field(None, description="Source column; defaults to the feature name.")
 
 
@@ -160,13 +158,13 @@ class TextFeature(SpecModel):
     """Free text vectorized with TextVectorization."""
 
     type: Literal["text"]
-    max_tokens: Tunable[PositiveInt] = Field(20000, description="Vocabulary size including padding and OOV.")
-    sequence_length: PositiveInt = Field(200, description="Tokens per example in `int` mode (padded or truncated).")
+    max_tokens: Tunable[Count] = Field(20000, description="Vocabulary size including padding and OOV.")
+    sequence_length: Count = Field(200, description="Tokens per example in `int` mode (padded or truncated).")
     standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = Field(
         "lower_and_strip_punctuation", description="Text standardization before splitting on whitespace."
     )
     output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = Field("int", description="TextVectorization output.")
-    ngrams: PositiveInt | None = Field(None, description="Also emit n-grams up to this length.")
+    ngrams: Count | None = Field(None, description="Also emit n-grams up to this length.")
     column: str | None = Field(None, description="Source column; defaults to the feature name.")
 
 
@@ -184,11 +182,11 @@ class ImageFeature(SpecModel):
     """An image: resized and rescaled inside the model; augmentation only in training."""
 
     type: Literal["image"]
-    height: PositiveInt = Field(description="Height the model sees (images are resized to it).")
-    width: PositiveInt = Field(description="Width the model sees.")
+    height: Count = Field(description="Height the model sees (images are resized to it).")
+    width: Count = Field(description="Width the model sees.")
     channels: Literal[1, 3, 4] = Field(3, description="Colour channels.")
-    rescale: float | None = Field(1.0 / 255, description="Multiply pixel values by this inside the model.")
-    offset: float = Field(0.0, description="Added after rescaling (e.g. -1 with rescale 1/127.5).")
+    rescale: Scale | None = Field(1.0 / 255, description="Multiply pixel values by this inside the model.")
+    offset: Scale = Field(0.0, description="Added after rescaling (e.g. -1 with rescale 1/127.5).")
     any_size: bool = Field(False, description="The exported model accepts any image size and resizes inside the model.")
     augment: Augmentation | None = Field(None, description="Training-only augmentation.")
     column: str | None = Field(None, description="Source column (pixel arrays or image file paths).")
@@ -198,14 +196,14 @@ class SequenceFeature(SpecModel):
     """Windows over a series (timeseries) or a fixed-length token sequence."""
 
     type: Literal["sequence", "timeseries"]
-    input_width: PositiveInt | None = Field(None, description="timeseries: window length fed to the model.")
-    label_width: PositiveInt = Field(1, description="timeseries: steps predicted (target window length).")
-    shift: PositiveInt = Field(
+    input_width: Count | None = Field(None, description="timeseries: window length fed to the model.")
+    label_width: Count = Field(1, description="timeseries: steps predicted (target window length).")
+    shift: Count = Field(
         1, description="timeseries: steps from the end of the input window to the end of the label window."
     )
-    stride: PositiveInt = Field(1, description="timeseries: steps between consecutive windows.")
-    length: PositiveInt | None = Field(None, description="sequence: tokens per example.")
-    vocab_size: PositiveInt | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
+    stride: Count = Field(1, description="timeseries: steps between consecutive windows.")
+    length: Count | None = Field(None, description="sequence: tokens per example.")
+    vocab_size: Count | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
     normalize: bool = Field(False, description="timeseries: normalize with statistics of the training part.")
     column: str | list[str] | None = Field(None, description="Source column(s); several columns make a multivariate series.")
 
@@ -231,10 +229,10 @@ class Target(SpecModel):
     type: Literal["category", "binary", "numeric", "sequence"] = Field(
         description="category: class index; binary: 0/1; numeric: regression; sequence: a class index per position."
     )
-    num_classes: PositiveInt | None = Field(None, description="Number of classes (inferred if omitted).")
+    num_classes: Count | None = Field(None, description="Number of classes (inferred if omitted).")
     class_names: list[str] | None = Field(None, description="Class names in index order (inferred if omitted); "
                                           "binary: [negative, positive].")
-    shape: list[PositiveInt] | None = Field(None, description="numeric: per-example shape (default: [number of columns]).")
+    shape: list[Count] | None = Field(None, description="numeric: per-example shape (default: [number of columns]).")
     column: str | list[str] | None = Field(None, description="Source column(s); defaults to the target name.")
     normalize: bool = Field(False, description="numeric: learn in standardized units (training-split mean/std); "
                             "a Rescaling layer inside the model returns raw units, so predictions and exports "
@@ -276,8 +274,8 @@ class DataSpec(SpecModel):
     features: dict[str, Feature] = Field(min_length=1, description="Model inputs by name.")
     target: Target | list[Target] = Field(description="One target, or a list for multi-output models.")
     split: Split = Field(default_factory=Split, description="Train/validation/test division.")
-    batch_size: Tunable[PositiveInt] = Field(32, description="Examples per batch.")
-    shuffle_buffer: PositiveInt = Field(
+    batch_size: Tunable[Count] = Field(32, description="Examples per batch.")
+    shuffle_buffer: Count = Field(
         10000, description="Shuffle buffer of streamed sources (in-memory data is fully permuted each epoch)."
     )
     cache: bool | str = Field(

@@ -7,7 +7,7 @@ dotted spec path, what was expected, what was received and a fix if known.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 
@@ -75,6 +75,19 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     if not close:
         return None
     return "did you mean " + " or ".join(f"`{c}`" for c in close) + "?"
+
+
+Locations = dict[tuple, Location]
+
+
+def locate(locs: Locations, path: Sequence[object]) -> Location | None:
+    """The location of `path`, or of its nearest ancestor that has one."""
+    path = tuple(path)
+    while path:
+        if path in locs:
+            return locs[path]
+        path = path[:-1]
+    return locs.get(())
 
 
 def join_path(parts: Sequence[object]) -> str:

@@ -1,9 +1,12 @@
-"""Read spec YAML safely, keeping `file:line:col` for every value, then resolve
-`extends`, `--set` overrides and `${...}` interpolation.
+"""Resolve a spec file: read it safely (`kerasflow.spec.yaml_source`), merge
+what it `extends`, apply `--set` overrides and `${...}` interpolation.
 
-Only plain YAML is accepted: no python/object or custom tags, no merge keys,
-no duplicate keys, a mapping at the root, and a bounded number of values so an
-alias bomb fails fast instead of eating memory.
+What `extends` may reach: YAML spec files only (names ending `.yaml`/`.yml`),
+given relative to the file that names them or as absolute paths, regular files
+of at most `MAX_BYTES`, at most `MAX_EXTENDS_DEPTH` files deep and
+`MAX_EXTENDS_FILES` files in all. Anything else (`/etc/shadow`, a FIFO, a
+device, a directory) is refused before it is opened, so no error can echo the
+contents of a file that is not a spec.
 """
 
 from __future__ import annotations
@@ -17,19 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from kerasflow.spec.errors import Location, Problem, SpecError, join_path
+from kerasflow.spec.yaml_source import (  # noqa: F401  (parse_yaml, load_yaml_value: public API)
+    MAX_BYTES, MAX_DEPTH, MAX_VALUES, SPEC_SUFFIXES, Locations, load_yaml_value, parse_yaml, read_spec_text,
+)
 
-MAX_VALUES = 100_000
-_STD_TAGS = {
-    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
-}
+MAX_EXTENDS_DEPTH = 32
+MAX_EXTENDS_FILES = 256
 _INTERP = re.compile(r"\$\{([^}]*)\}")
 SOURCE_PATH_KEYS = ("path", "validation_path", "test_path")
-
-Locations = dict[tuple, Location]
 
 
 @dataclass(frozen=True)
@@ -52,169 +51,45 @@ def spec_hash(raw: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# ---------------------------------------------------------------- YAML -> python
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 floats such as `1e-4` as numbers
-    (YAML 1.1 needs a dot: `1.0e-4`), as users of learning rates expect."""
-
-
-_SpecLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def load_yaml_value(text: str) -> Any:
-    """Parse a YAML value (e.g. from `--set`) with the same rules as spec files."""
-    return yaml.load(text, Loader=_SpecLoader)
-
-
-def parse_yaml(text: str, filename: str = "<string>") -> tuple[dict, Locations]:
-    """Parse one YAML document into plain python with a location per path."""
-    try:
-        loader = _SpecLoader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        raise SpecError(_yaml_problem(exc, filename)) from None
-    except yaml.YAMLError as exc:  # e.g. reader errors on control characters
-        raise SpecError(Problem(path="", message=f"not valid YAML: {exc}", location=Location(filename, 1, 1))) from None
-    if node is None:
-        raise SpecError(Problem(path="", message="the file is empty", expected="a mapping of spec sections",
-                                location=Location(filename, 1, 1)))
-    if not isinstance(node, yaml.MappingNode):
-        kind = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
-        raise SpecError(Problem(path="", message="the document root must be a mapping", expected="key: value pairs",
-                                received=kind, location=_loc(node, filename)))
-    locs: Locations = {(): _loc(node, filename)}
-    problems: list[Problem] = []
-    budget = [MAX_VALUES]
-    data = _convert(node, (), filename, locs, problems, budget, yaml.constructor.SafeConstructor())
-    if problems:
-        raise SpecError(problems)
-    return data, locs
-
-
-def _loc(node: yaml.Node, filename: str) -> Location:
-    return Location(filename, node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-def _yaml_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
-    mark = exc.problem_mark or exc.context_mark
-    location = Location(filename, mark.line + 1, mark.column + 1) if mark else None
-    problem = exc.problem or str(exc)
-    hint = None
-    if "'\\t'" in problem or "\t" in problem:
-        problem = "a tab character is used for indentation"
-        hint = "YAML indents with spaces only; replace the tab with spaces"
-    elif exc.context:
-        problem = f"{exc.context}, {problem}" if "found" in problem else problem
-    return Problem(path="", message=f"YAML syntax error: {problem}", location=location, hint=hint)
-
-
-def _convert(node, path, filename, locs, problems, budget, constructor):
-    budget[0] -= 1
-    if budget[0] < 0:
-        if budget[0] == -1:
-            problems.append(Problem(path=join_path(path), message=f"the document expands to more than {MAX_VALUES} values",
-                                    hint="anchors/aliases that expand exponentially (an alias bomb) are rejected",
-                                    location=_loc(node, filename)))
-        return None
-    if isinstance(node, yaml.MappingNode):
-        if node.tag != "tag:yaml.org,2002:map":
-            problems.append(_tag_problem(node, path, filename))
-            return None
-        out: dict = {}
-        first_seen: dict[Any, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                problems.append(Problem(path=join_path(path), message="YAML merge keys (<<) are not supported",
-                                        hint="use `extends:` to reuse spec fragments", location=_loc(key_node, filename)))
-                continue
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _STD_TAGS:
-                problems.append(Problem(path=join_path(path), message="mapping keys must be plain scalars",
-                                        location=_loc(key_node, filename)))
-                continue
-            key = constructor.construct_object(key_node)
-            if isinstance(key, bool) or key is None or isinstance(key, float):
-                key = key_node.value  # `on:`/`null:` as keys mean the words, not booleans
-            if key in first_seen:
-                first = first_seen[key]
-                problems.append(Problem(path=join_path(path + (key,)), message=f"duplicate key `{key}`",
-                                        hint=f"first defined at line {first.start_mark.line + 1}",
-                                        location=_loc(key_node, filename)))
-                continue
-            first_seen[key] = key_node
-            locs[path + (key,)] = _loc(key_node, filename)
-            out[key] = _convert(value_node, path + (key,), filename, locs, problems, budget, constructor)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        if node.tag != "tag:yaml.org,2002:seq":
-            problems.append(_tag_problem(node, path, filename))
-            return None
-        items = []
-        for i, item in enumerate(node.value):
-            locs[path + (i,)] = _loc(item, filename)
-            items.append(_convert(item, path + (i,), filename, locs, problems, budget, constructor))
-        return items
-    if node.tag not in _STD_TAGS:
-        if node.tag == "tag:yaml.org,2002:timestamp":
-            return node.value  # dates stay text; no spec field is a date
-        problems.append(_tag_problem(node, path, filename))
-        return None
-    try:
-        return constructor.construct_object(node)
-    except yaml.YAMLError as exc:
-        problems.append(Problem(path=join_path(path), message=f"invalid scalar: {exc}", location=_loc(node, filename)))
-        return None
-
-
-def _tag_problem(node: yaml.Node, path: tuple, filename: str) -> Problem:
-    return Problem(path=join_path(path), message=f"YAML tag `{node.tag}` is not allowed",
-                   expected="plain YAML values (no python/object or custom tags)",
-                   hint="remove the tag; specs never construct python objects", location=_loc(node, filename))
-
-
 # ---------------------------------------------------------------- extends
 
 
 def read_file(path: Path, _stack: tuple[Path, ...] = (), _from: Location | None = None,
-              _from_path: str = "extends") -> tuple[dict, Locations]:
+              _from_path: str = "extends", _budget: list[int] | None = None) -> tuple[dict, Locations]:
     """Read a spec file and everything it `extends`, merged (bases first)."""
-    path = path.resolve()
+    budget = _budget if _budget is not None else [MAX_EXTENDS_FILES]
+    path = Path(os.path.realpath(path))  # never raises, even on a symlink loop (then opening fails clearly)
     if path in _stack:
         chain = " -> ".join(p.name for p in _stack + (path,))
         raise SpecError(Problem(path=_from_path, message=f"extends cycle: {chain}", location=_from,
                                 hint="remove one of the `extends` entries"))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(Problem(path=_from_path, message=f"file not found: {path}", location=_from)) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpecError(Problem(path=_from_path, message=f"cannot read {path}: {exc}", location=_from)) from None
+    if len(_stack) > MAX_EXTENDS_DEPTH:
+        raise SpecError(Problem(path=_from_path, message=f"`extends` chains more than {MAX_EXTENDS_DEPTH} files deep",
+                                location=_from, hint="extend fewer levels of fragments"))
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(Problem(path=_from_path, message=f"`extends` reaches more than {MAX_EXTENDS_FILES} files",
+                                location=_from, hint="a fragment extended along many paths is read each time"))
     display = _display(path)
+    text = read_spec_text(path, key=_from_path if _stack else "", location=_from)
     data, locs = parse_yaml(text, display)
     _absolutize_source_paths(data, path.parent)
     extends = data.pop("extends", None)
     if extends is None:
         return data, locs
     entries = [extends] if isinstance(extends, str) else extends
-    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+    if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
         raise SpecError(Problem(path="extends", message="invalid value", expected="a path or a list of paths",
-                                received=repr(extends), location=locs.get(("extends",))))
+                                received=repr(extends)[:80], location=locs.get(("extends",))))
     merged: dict = {}
     merged_locs: Locations = {}
     problems: list[Problem] = []
     for i, entry in enumerate(entries):
         where = locs.get(("extends", i), locs.get(("extends",)))
+        key = f"extends[{i}]" if isinstance(extends, list) else "extends"
         try:
-            base, base_locs = read_file(path.parent / entry, _stack + (path,), where, f"extends[{i}]" if isinstance(extends, list) else "extends")
+            target = _extends_target(path.parent, entry, key, where)
+            base, base_locs = read_file(target, _stack + (path,), where, key, budget)
         except SpecError as exc:
             problems.extend(exc.problems)
             continue
@@ -224,6 +99,21 @@ def read_file(path: Path, _stack: tuple[Path, ...] = (), _from: Location | None 
         raise SpecError(problems)
     merged_locs.update({k: v for k, v in locs.items() if k[:1] != ("extends",)})
     return deep_merge(merged, data), merged_locs
+
+
+def _extends_target(base: Path, entry: str, key: str, where: Location | None) -> Path:
+    """The file an `extends` entry names, if it may be read (see the module docstring)."""
+    target = base / entry  # an absolute entry replaces base
+    real = Path(os.path.realpath(target))
+    linked = real != Path(os.path.abspath(target))
+    for name in (target.name, real.name):
+        if not name.lower().endswith(SPEC_SUFFIXES):
+            shown = entry if len(entry) <= 120 else entry[:60] + "..." + entry[-40:]
+            raise SpecError(Problem(
+                path=key, message=f"`{shown}` is not a spec file" + (f" (it links to {real})" if linked else ""),
+                expected="a path to a .yaml or .yml spec (relative to this file, or absolute)",
+                hint="`extends` only merges spec fragments; other files are never read", location=where))
+    return target
 
 
 def _display(path: Path) -> str:
@@ -268,14 +158,21 @@ def apply_overrides(data: dict, overrides: Iterable[str], locs: Locations) -> di
         key, sep, text = item.partition("=")
         parts = key.strip().split(".") if key.strip() else []
         if not sep or not parts or any(p == "" for p in parts):
-            problems.append(Problem(path=key or item, message=f"bad --set `{item}`", expected="dotted.path=value",
-                                    received=item, location=where))
+            shown = item if len(item) <= 120 else item[:100] + "..."
+            problems.append(Problem(path=(key or item)[:120], message=f"bad --set `{shown}`",
+                                    expected="dotted.path=value", received=shown, location=where))
+            continue
+        if len(parts) > MAX_DEPTH:
+            problems.append(Problem(path=".".join(parts[:4]) + "...", message=f"the --set path has {len(parts)} parts",
+                                    expected=f"at most {MAX_DEPTH} (no spec nests that deep)", location=where))
             continue
         try:
-            value = load_yaml_value(text) if text.strip() else ""
-        except yaml.YAMLError as exc:
-            problems.append(Problem(path=key, message="the --set value is not valid YAML", received=text,
-                                    hint=str(exc).splitlines()[0], location=where))
+            value = load_yaml_value(text, where.file, tuple(parts)) if text.strip() else ""
+        except SpecError as exc:
+            problems.extend(Problem(path=key, message="the --set value is not valid YAML" if "YAML syntax" in p.message
+                                    else f"the --set value is refused: {p.message}",
+                                    received=text if len(text) <= 80 else text[:60] + "...",
+                                    hint=p.hint, location=where) for p in exc.problems)
             continue
         if parts[-1] in SOURCE_PATH_KEYS and parts[:2] == ["data", "source"] and isinstance(value, str) \
                 and not os.path.isabs(value):
@@ -318,31 +215,78 @@ def _set_path(data: dict, parts: list[str], value: Any, where: Location) -> Prob
 # ---------------------------------------------------------------- ${...}
 
 
+MAX_VAR_CHAIN = 8
+
+
 def interpolate(data: Any, locs: Locations, env: dict[str, str] | None = None) -> Any:
-    """Replace `${env:NAME}`, `${env:NAME,default}` and `${name}` (from `vars:`)."""
+    """Replace `${env:NAME}`, `${env:NAME,default}` and `${name}` (from `vars:`).
+
+    A variable may use other variables (at most `MAX_VAR_CHAIN` deep; a cycle
+    is an error). A reference that is the whole value keeps the variable's type;
+    inside text only a scalar can be used (a mapping or list there is an error).
+    """
     env = dict(os.environ) if env is None else env
     variables = data.get("vars", {}) if isinstance(data, dict) else {}
+    variables = variables if isinstance(variables, dict) else {}
     problems: list[Problem] = []
+    resolved: dict[str, Any] = {}
+    resolving: list[str] = []
+
+    def problem(path: tuple, message: str, **kw) -> None:
+        problems.append(Problem(path=join_path(path), message=message, location=_locate(locs, path), **kw))
+
+    def variable(name: str, path: tuple) -> Any:
+        if name in resolved:
+            return resolved[name]
+        if name in resolving:
+            chain = resolving[resolving.index(name):] + [name]
+            problem(("vars", chain[0]), "variables refer to each other in a cycle: " +
+                    " -> ".join(f"${{{c}}}" for c in chain), hint="give one of them a plain value")
+            resolved.update({c: None for c in chain})
+            return None
+        if len(resolving) >= MAX_VAR_CHAIN:
+            problem(path, f"variables refer to variables more than {MAX_VAR_CHAIN} deep",
+                    received=" -> ".join(resolving + [name]))
+            resolved[name] = None
+            return None
+        resolving.append(name)
+        try:
+            value = walk(variables[name], ("vars", name))
+        finally:
+            resolving.pop()
+        resolved[name] = value
+        return value
 
     def lookup(expr: str, path: tuple) -> Any:
         expr = expr.strip()
         if expr.startswith("env:"):
-            name, _, default = expr[4:].partition(",")
+            name, comma, default = expr[4:].partition(",")
             name = name.strip()
             if name in env:
                 return env[name]
-            if _:
+            if comma:
                 return default.strip()
-            problems.append(Problem(path=join_path(path), message=f"environment variable `{name}` is not set",
-                                    hint=f"export {name}=... or write `${{env:{name},default}}`",
-                                    location=_locate(locs, path)))
+            problem(path, f"environment variable `{name}` is not set",
+                    hint=f"export {name}=... or write `${{env:{name},default}}`")
             return None
-        if isinstance(variables, dict) and expr in variables:
-            return variables[expr]
-        problems.append(Problem(path=join_path(path), message=f"unknown variable `${{{expr}}}`",
-                                expected="${env:NAME}, ${env:NAME,default} or a key of `vars:`",
-                                location=_locate(locs, path)))
+        if expr in variables:
+            return variable(expr, path)
+        problem(path, f"unknown variable `${{{expr}}}`", expected="${env:NAME}, ${env:NAME,default} or a key of `vars:`")
         return None
+
+    def as_text(expr: str, path: tuple) -> str:
+        reported = len(problems)
+        value = lookup(expr, path)
+        if value is None and len(problems) == reported:
+            problem(path, f"`${{{expr.strip()}}}` is null, used inside text", expected="a string, number or boolean")
+        if isinstance(value, (dict, list)):
+            problem(path, f"`${{{expr.strip()}}}` is a {'mapping' if isinstance(value, dict) else 'list'} "
+                    "used inside text", expected="a string, number or boolean variable inside text",
+                    hint=f"use `${{{expr.strip()}}}` as the whole value to insert the {type(value).__name__}")
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return "" if value is None else str(value)
 
     def walk(value: Any, path: tuple) -> Any:
         if isinstance(value, dict):
@@ -353,10 +297,13 @@ def interpolate(data: Any, locs: Locations, env: dict[str, str] | None = None) -
             whole = _INTERP.fullmatch(value.strip())
             if whole:  # keep the type of a value that is just one reference
                 return lookup(whole.group(1), path)
-            return _INTERP.sub(lambda m: str(lookup(m.group(1), path)), value)
+            return _INTERP.sub(lambda m: as_text(m.group(1), path), value)
         return value
 
-    out = walk(data, ())
+    try:
+        out = walk(data, ())
+    except RecursionError:  # nested values inside chained variables; limits make this unreachable in practice
+        raise SpecError(Problem(path="vars", message="variables nest too deeply")) from None
     if problems:
         raise SpecError(problems)
     return out
@@ -381,9 +328,9 @@ def resolve(path: str | os.PathLike, overrides: Iterable[str] = ()) -> tuple[dic
 
 def load_spec(path: str | os.PathLike, overrides: Iterable[str] = ()) -> LoadedSpec:
     """Resolve and validate a spec file; raise `SpecError` with every problem."""
-    from kerasflow.spec.schema import validate_spec
-
     raw, locs = resolve(path, overrides)
+    from kerasflow.spec.schema import validate_spec  # after resolving: a file refused early costs no schema build
+
     spec = validate_spec(raw, locs)
     return LoadedSpec(spec=spec, raw=raw, locs=locs, path=Path(path).resolve())
 

@@ -1,17 +1,19 @@
 """The typed, frozen `Spec` and `validate_spec`, which turns a resolved dict
 into a `Spec` or a `SpecError` listing every problem with its source location."""
 
-from __future__ import annotations
-
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
-from kerasflow.spec.base import SpecModel
+from kerasflow.spec.base import Seed, SpecModel
+from kerasflow.spec.checks import cross_check
 from kerasflow.spec.data_schema import DataSpec
-from kerasflow.spec.errors import Location, Problem, SpecError, did_you_mean, join_path
-from kerasflow.spec.model_schema import BLOCK_TAG, LAYER_TAG, UNKNOWN_LAYER, ModelSpec
+from kerasflow.spec.errors import Location, Locations, Problem, SpecError, did_you_mean, join_path, locate
+from kerasflow.spec.imports import import_modules
+from kerasflow.spec.model_schema import ModelSpec
+from kerasflow.spec.registry import UNKNOWN_NODE, load_all
 from kerasflow.spec.sections import ExportSpec, TrackingSpec, TuningSpec
 from kerasflow.spec.training_schema import TrainingSpec
 
@@ -25,7 +27,7 @@ class Spec(SpecModel):
     kerasflow: Literal[1] = Field(description="Spec format version.")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name (runs/<name>/...).")
     description: str = ""
-    seed: int = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
+    seed: Seed = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} interpolation.")
     data: DataSpec
     model: ModelSpec
@@ -35,8 +37,12 @@ class Spec(SpecModel):
     export: ExportSpec = Field(default_factory=ExportSpec)
     stages: list[Literal[PIPELINE_STAGES]] | None = Field(None, description="Pipeline stages run by `kerasflow run`.")
 
-
-Locations = dict[tuple, Location]
+    @field_validator("kerasflow", mode="before")
+    @classmethod
+    def _version_is_an_int(cls, value: Any) -> Any:
+        if type(value) is not int:  # Literal[1] alone lets `true` and `1.0` through
+            raise PydanticCustomError("literal_error", "Input should be 1", {"expected": "1"})
+        return value
 
 
 def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:
@@ -44,31 +50,17 @@ def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:
     locs = locs or {}
     model = raw.get("model") if isinstance(raw, dict) else None
     if isinstance(model, dict) and isinstance(model.get("imports"), list) and model["imports"]:
-        from kerasflow.spec.model_schema import use_imports
-
-        use_imports(model["imports"], locs)
+        import_modules(model["imports"], locs)
     context: dict[str, Any] = {}
     try:
         spec = Spec.model_validate(raw, context=context)
     except ValidationError as exc:
         problems = [_translate(err, raw, locs, context) for err in exc.errors()]
         raise SpecError(_dedupe(problems)) from None
-    from kerasflow.spec.checks import cross_check  # after structure is known good
-
     problems = cross_check(spec, locs)
     if problems:
         raise SpecError(problems)
     return spec
-
-
-def locate(locs: Locations, path: tuple) -> Location | None:
-    """The location of `path`, or of its nearest ancestor that has one."""
-    path = tuple(path)
-    while path:
-        if path in locs:
-            return locs[path]
-        path = path[:-1]
-    return locs.get(())
 
 
 def _walk(raw: Any, loc: tuple, missing: bool = False) -> tuple[tuple, Any, Any]:
@@ -110,7 +102,7 @@ def _translate(err: dict, raw: Any, locs: Locations, context: dict) -> Problem:
         )
     if etype == "missing":
         return Problem(path=dotted, message=f"missing required key `{path[-1] if path else ''}`", location=location)
-    if etype == UNKNOWN_LAYER:
+    if etype == UNKNOWN_NODE:
         return _unknown_node(dotted, value, location, locs.get(path + ("layer",)) or locs.get(path + ("block",)))
     if etype == "union_tag_invalid":
         ctx = err.get("ctx", {})
@@ -137,20 +129,19 @@ def _translate(err: dict, raw: Any, locs: Locations, context: dict) -> Problem:
 
 
 def _unknown_node(dotted: str, value: Any, location: Location | None, kind_location: Location | None) -> Problem:
-    from kerasflow.model.registry import BLOCKS, LAYERS
-
     if not isinstance(value, dict):
         return Problem(path=dotted, message="expected a node mapping with a `layer` or `block` key",
                        received=_short(value), location=location)
+    layers, blocks = load_all()  # every name, for the suggestion
     if "layer" in value:
-        kind, names = "layer", sorted(LAYERS)
+        kind, names = "layer", sorted(layers)
     elif "block" in value:
-        kind, names = "block", sorted(BLOCKS)
+        kind, names = "block", sorted(blocks)
     else:
         return Problem(path=dotted, message="node needs a `layer:` or `block:` key", received=_short(value),
                        location=location)
     name = value[kind]
-    other = BLOCKS if kind == "layer" else LAYERS
+    other = blocks if kind == "layer" else layers
     hint = did_you_mean(str(name), names)
     if str(name) in other:
         hint = f"`{name}` is a {'block' if kind == 'layer' else 'layer'}: write `{'block' if kind == 'layer' else 'layer'}: {name}`"
@@ -168,4 +159,4 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-__all__ = ["Spec", "validate_spec", "locate", "FORMAT_VERSION", "PIPELINE_STAGES", "LAYER_TAG", "BLOCK_TAG"]
+__all__ = ["Spec", "validate_spec", "locate", "Locations", "FORMAT_VERSION", "PIPELINE_STAGES"]

@@ -1,12 +1,10 @@
 """The smaller sections: `tuning`, `tracking`, `export`."""
 
-from __future__ import annotations
-
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat
 
-from kerasflow.spec.base import SpecModel
+from kerasflow.spec.base import Count, Seed, SpecModel
 
 
 class Objective(SpecModel):
@@ -19,16 +17,16 @@ class TuningSpec(SpecModel):
 
     tuner: Literal["random", "bayesian", "hyperband", "grid"] = "random"
     objective: str | Objective = Field("val_loss", description="Metric name (direction inferred) or {name, direction}.")
-    max_trials: PositiveInt = 10
-    executions_per_trial: PositiveInt = 1
-    max_consecutive_failed_trials: PositiveInt = 3
-    max_epochs: PositiveInt | None = Field(None, description="hyperband: most epochs a trial trains.")
+    max_trials: Count = 10
+    executions_per_trial: Count = 1
+    max_consecutive_failed_trials: Count = 3
+    max_epochs: Count | None = Field(None, description="hyperband: most epochs a trial trains.")
     factor: int = Field(3, ge=2, description="hyperband: reduction factor.")
-    num_initial_points: PositiveInt | None = Field(
+    num_initial_points: Count | None = Field(
         None, description="bayesian: random trials before the Gaussian process guides the search "
         "(default: 3 per hyperparameter).")
     stage: str | None = Field(None, description="Training stage used for trials (default: the first).")
-    seed: int | None = None
+    seed: Seed | None = Field(None, description="Seed of the tuner (default: the spec seed).")
 
     def objective_name(self) -> str:
         return self.objective if isinstance(self.objective, str) else self.objective.name
@@ -54,7 +52,7 @@ class ExportSpec(SpecModel):
 
     base_path: str | None = Field(None, description="Directory holding numbered versions (default: models/<name>).")
     model_name: str | None = Field(None, description="Name served by TF Serving (default: the spec name).")
-    version: PositiveInt | None = Field(None, description="Version number (default: next integer).")
-    keep: PositiveInt | None = Field(None, description="Keep only the newest N versions.")
+    version: Count | None = Field(None, description="Version number (default: next integer).")
+    keep: Count | None = Field(None, description="Keep only the newest N versions.")
     warmup_requests: int = Field(8, ge=0, le=1000)
     atol: NonNegativeFloat = Field(1e-5, description="Parity tolerance between Keras and the SavedModel.")

@@ -1,12 +1,10 @@
 """The `training` section: compile settings and an ordered list of stages."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, PositiveInt, confloat, model_validator
+from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import TAG_PREFIX, SpecModel, TuneChoice, Tunable, is_marker
+from kerasflow.spec.base import Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SpecModel, Tunable, TuneChoice, TAG_PREFIX, is_marker
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "lamb")
 # Which optimizers take each type-specific option (mirrors the Keras 3 constructors;
@@ -32,16 +30,16 @@ class ConstantSchedule(_Schedule):
     """A constant rate (useful behind a warmup)."""
 
     type: Literal["constant"]
-    value: Tunable[PositiveFloat] = Field(description="The learning rate.")
+    value: Tunable[LearningRateValue] = Field(description="The learning rate.")
 
 
 class ExponentialSchedule(_Schedule):
     """initial * decay_rate ** (step / decay_steps) (Keras ExponentialDecay)."""
 
     type: Literal["exponential"]
-    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
-    decay_steps: PositiveInt = Field(description="Steps (or epochs, see `unit`) per decay_rate factor.")
-    decay_rate: PositiveFloat = Field(description="Factor applied every decay_steps.")
+    initial: Tunable[LearningRateValue] = Field(description="Rate at step 0.")
+    decay_steps: Count = Field(description="Steps (or epochs, see `unit`) per decay_rate factor.")
+    decay_rate: PositiveFactor = Field(description="Factor applied every decay_steps.")
     staircase: bool = Field(False, description="Decay in discrete jumps instead of continuously.")
 
 
@@ -50,7 +48,7 @@ class PiecewiseSchedule(_Schedule):
 
     type: Literal["piecewise"]
     boundaries: list[int] = Field(min_length=1, description="Steps (or epochs, see `unit`) where the rate changes.")
-    values: list[PositiveFloat] = Field(min_length=2, description="Rates before, between and after the boundaries.")
+    values: list[LearningRateValue] = Field(min_length=2, description="Rates before, between and after the boundaries.")
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -63,30 +61,30 @@ class CosineSchedule(_Schedule):
     """Cosine decay to alpha * initial; `cosine_restarts` restarts it (SGDR)."""
 
     type: Literal["cosine", "cosine_restarts"]
-    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
-    decay_steps: PositiveInt = Field(description="Length of the (first) decay, in `unit`s.")
+    initial: Tunable[LearningRateValue] = Field(description="Rate at step 0.")
+    decay_steps: Count = Field(description="Length of the (first) decay, in `unit`s.")
     alpha: NonNegativeFloat = Field(0.0, description="Final rate as a fraction of initial.")
-    t_mul: PositiveFloat = Field(2.0, description="cosine_restarts: each period is this much longer.")
-    m_mul: PositiveFloat = Field(1.0, description="cosine_restarts: each restart starts this much lower.")
+    t_mul: PositiveFactor = Field(2.0, description="cosine_restarts: each period is this much longer.")
+    m_mul: PositiveFactor = Field(1.0, description="cosine_restarts: each restart starts this much lower.")
 
 
 class PolynomialSchedule(_Schedule):
     """Polynomial decay from initial to end over decay_steps (power 1: linear)."""
 
     type: Literal["polynomial"]
-    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
-    decay_steps: PositiveInt = Field(description="Length of the decay, in `unit`s; the rate stays at end afterwards.")
-    end: NonNegativeFloat = Field(1e-4, description="Final rate.")
-    power: PositiveFloat = Field(1.0, description="Exponent of the polynomial.")
+    initial: Tunable[LearningRateValue] = Field(description="Rate at step 0.")
+    decay_steps: Count = Field(description="Length of the decay, in `unit`s; the rate stays at end afterwards.")
+    end: Annotated[float, Field(ge=0, le=10)] = Field(1e-4, description="Final rate.")
+    power: PositiveFactor = Field(1.0, description="Exponent of the polynomial.")
 
 
 class InverseTimeSchedule(_Schedule):
     """initial / (1 + decay_rate * step / decay_steps) (Keras InverseTimeDecay)."""
 
     type: Literal["inverse_time"]
-    initial: Tunable[PositiveFloat] = Field(description="Rate at step 0.")
-    decay_steps: PositiveInt = Field(description="Steps (or epochs, see `unit`) per decay_rate increment.")
-    decay_rate: PositiveFloat = Field(description="How fast the rate falls.")
+    initial: Tunable[LearningRateValue] = Field(description="Rate at step 0.")
+    decay_steps: Count = Field(description="Steps (or epochs, see `unit`) per decay_rate increment.")
+    decay_rate: PositiveFactor = Field(description="How fast the rate falls.")
 
 
 Schedule = Annotated[
@@ -102,7 +100,7 @@ def _lr_tag(value) -> str:
 SCHEDULE_TAG = TAG_PREFIX + "schedule"
 RATE_TAG = TAG_PREFIX + "rate"
 LearningRate = Annotated[
-    Union[Annotated[Tunable[PositiveFloat], Tag(RATE_TAG)], Annotated[Schedule, Tag(SCHEDULE_TAG)]],
+    Union[Annotated[Tunable[LearningRateValue], Tag(RATE_TAG)], Annotated[Schedule, Tag(SCHEDULE_TAG)]],
     Discriminator(_lr_tag),
 ]
 
@@ -112,10 +110,10 @@ class Optimizer(SpecModel):
 
     type: Tunable[Literal[OPTIMIZERS]] = Field("adam", description="Keras optimizer.")
     learning_rate: LearningRate = Field(1e-3, description="A float or a schedule.")
-    clipnorm: PositiveFloat | None = Field(None, description="Clip each gradient to this norm.")
-    clipvalue: PositiveFloat | None = Field(None, description="Clip each gradient element to [-v, v].")
-    global_clipnorm: PositiveFloat | None = Field(None, description="Clip all gradients together to this norm.")
-    weight_decay: NonNegativeFloat | None = Field(None, description="Decoupled weight decay (Keras default if unset).")
+    clipnorm: PositiveFactor | None = Field(None, description="Clip each gradient to this norm.")
+    clipvalue: PositiveFactor | None = Field(None, description="Clip each gradient element to [-v, v].")
+    global_clipnorm: PositiveFactor | None = Field(None, description="Clip all gradients together to this norm.")
+    weight_decay: Annotated[float, Field(ge=0, le=1)] | None = Field(None, description="Decoupled weight decay (Keras default if unset).")
     momentum: Tunable[confloat(ge=0, lt=1)] | None = Field(None, description="sgd and rmsprop only.")
     nesterov: bool | None = Field(None, description="sgd only.")
     beta_1: confloat(gt=0, lt=1) | None = Field(None, description="adam, adamw, adamax, nadam, lion, lamb only.")
@@ -178,7 +176,7 @@ class TensorBoard(SpecModel):
     """TensorBoard logs in <run_dir>/tensorboard."""
 
     histogram_freq: int = Field(0, ge=0, description="Epochs between weight histograms (0: none).")
-    update_freq: Literal["epoch", "batch"] | PositiveInt = Field("epoch", description="How often to write metrics.")
+    update_freq: Literal["epoch", "batch"] | Count = Field("epoch", description="How often to write metrics.")
 
 
 class CsvLogger(SpecModel):
@@ -202,13 +200,13 @@ class Stage(SpecModel):
     """One fit() call with its own epochs, optimizer, callbacks and frozen nodes."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name (unique; names its files).")
-    epochs: Tunable[PositiveInt] = Field(description="Epochs in this stage (epoch numbers continue across stages).")
+    epochs: Tunable[Count] = Field(description="Epochs in this stage (epoch numbers continue across stages).")
     optimizer: Optimizer = Field(default_factory=Optimizer, description="This stage's optimizer (a fresh one).")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="Callbacks of this stage.")
     freeze: list[str] = Field(default_factory=list, description="Node-name globs whose weights are frozen.")
     unfreeze: list[str] = Field(default_factory=list, description="Node-name globs made trainable again.")
-    batch_size: Tunable[PositiveInt] | None = Field(None, description="Overrides data.batch_size for this stage.")
-    steps_per_epoch: PositiveInt | None = Field(None, description="Batches per epoch (the data repeats); default: one pass.")
+    batch_size: Tunable[Count] | None = Field(None, description="Overrides data.batch_size for this stage.")
+    steps_per_epoch: Count | None = Field(None, description="Batches per epoch (the data repeats); default: one pass.")
 
     @model_validator(mode="after")
     def _plateau_needs_plain_rate(self):
@@ -225,12 +223,12 @@ class TrainingSpec(SpecModel):
     loss: str | dict[str, str] = Field(description="Keras loss name, or one per output.")
     metrics: list[str] | dict[str, list[str]] = Field(
         default_factory=list, description="Keras metric names for every output, or per output.")
-    loss_weights: dict[str, NonNegativeFloat] | None = Field(None, description="Weight of each output's loss.")
-    class_weight: Literal["balanced"] | dict[str, NonNegativeFloat] | None = Field(
+    loss_weights: dict[str, NonNegativeFactor] | None = Field(None, description="Weight of each output's loss.")
+    class_weight: Literal["balanced"] | dict[str, NonNegativeFactor] | None = Field(
         None, description="balanced (n / (classes * count), per classification target) or class name/index -> weight.")
     stages: list[Stage] = Field(min_length=1, description="fit() calls in order; weights carry over.")
     jit_compile: bool | Literal["auto"] = Field("auto", description="XLA compilation (auto: Keras decides).")
-    steps_per_execution: PositiveInt = Field(1, description="Batches run per call into the compiled step.")
+    steps_per_execution: Count = Field(1, description="Batches run per call into the compiled step.")
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "float32", description="Keras dtype policy of the model.")
     distribution: Literal["default", "mirrored", "one_device", "multi_worker"] = Field(

@@ -130,16 +130,17 @@ def predict_run(run_dir, input_file, output_file) -> int:
     """
     from kerasflow.data.features import plain
 
+    _format(Path(output_file), "--output")  # refuse a bad output name before any work
     files = rd.read_run(run_dir, need_model=True)
     spec = files.spec
-    frame = _read_table(Path(input_file), "--input")
+    frame, rows = _read_table(Path(input_file), "--input")
     names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)
     features, used = {}, set()
     for name in names:
-        features[name], cols = _feature_values(frame, name, spec.data.features[name])
+        features[name], cols = _feature_values(frame, name, spec.data.features[name], rows)
         used |= set(cols)
     model = load_run_model(files)
-    preds = model.predict(features, batch_size=int(plain(spec.data.batch_size)), verbose=0) if len(frame) else {}
+    preds = _predict(model, features, int(plain(spec.data.batch_size)))
     out = frame[[c for c in frame.columns if c not in used]].copy()
     for name, info in files.targets.items():
         if name in preds:
@@ -157,20 +158,42 @@ def _format(path: Path, option: str) -> str:
     return kind
 
 
+def _predict(model, features: dict, batch_size: int) -> dict:
+    """Model outputs for raw feature arrays. Through tf.data, because Keras'
+    array adapters refuse the object arrays that string features arrive as."""
+    import tensorflow as tf
+
+    inputs = {k: tf.constant(v.astype(str)) if v.dtype == object else v for k, v in features.items()}
+    ds = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size)
+    return model.predict(ds, verbose=0)
+
+
 def _read_table(path: Path, option: str):
+    """The input rows, and a `Table` that turns a row index into a file line for errors."""
     import pandas as pd
+
+    from kerasflow.data.sources import Table
 
     kind = _format(path, option)
     if not path.is_file():
-        raise SpecError(Problem(path=option, message=f"file not found: {path}"))
+        what = "not a regular file" if path.exists() else "file not found"
+        raise SpecError(Problem(path=option, message=f"{what}: {path}"))
     try:
         if kind == "csv":
-            return pd.read_csv(path)
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_json(path, lines=True)
-    except (ValueError, OSError) as exc:
-        raise SpecError(Problem(path=option, message=f"cannot read {path}: {exc}")) from None
+            frame = pd.read_csv(path)
+        elif kind == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, lines=True)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        message = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise SpecError(Problem(path=option, message=f"cannot read {path.name} as {kind}: {message}",
+                                hint=str(path))) from None
+    if len(frame) == 0:
+        raise SpecError(Problem(path=option, message=f"{path.name} has no rows to predict",
+                                expected="at least one row of features", hint=str(path)))
+    first_line = {"csv": 2, "jsonl": 1}.get(kind)  # parquet has no lines
+    return frame, Table({}, origin=str(path), first_line=first_line)
 
 
 def _write_table(frame, path: Path) -> None:
@@ -185,21 +208,28 @@ def _write_table(frame, path: Path) -> None:
         frame.to_json(path, orient="records", lines=True)
 
 
-def _feature_values(frame, name: str, feature) -> tuple[np.ndarray, list[str]]:
+def _feature_values(frame, name: str, feature, rows) -> tuple[np.ndarray, list[str]]:
+    """The model input of feature `name` from its column(s), checked like training data:
+    a bad cell names the column and the row (and line) of the input file."""
+    from kerasflow.data.columns import as_strings, check_present, to_float
     from kerasflow.data.features import raw_input_spec
 
     shape, dtype = raw_input_spec(feature)
     cols = _feature_columns(frame, name, feature)
-    if len(cols) > 1:
-        values = frame[cols].to_numpy()
-    else:
-        cells = [json.loads(v) if isinstance(v, str) and v.lstrip().startswith("[") else v for v in frame[cols[0]]]
-        values = np.asarray([np.asarray(c) for c in cells]) if cells and np.ndim(cells[0]) else np.asarray(cells)
+    col = ", ".join(map(str, cols))
+    values = frame[cols].to_numpy() if len(cols) > 1 else _cells(frame[cols[0]], cols[0], shape, rows)
     if feature.type == "image" and values.dtype.kind in "OUS" and values.ndim == 1:
         values = _decode_images(values, feature)
     if dtype == "string":
-        values = values.astype(str).astype(object)
+        if feature.type == "category":
+            check_present(values, "--input", rows, col)
+        values = as_strings(values)
     else:
+        values = to_float(values, "--input", rows, col)
+        if np.dtype(dtype).kind in "iu" and not np.all(values == np.round(values)):
+            bad = int(np.flatnonzero((values != np.round(values)).reshape(len(values), -1).any(axis=1))[0])
+            raise SpecError(Problem(path="--input", message=f"non-integer value in column `{col}` at "
+                                    f"{rows.where(bad)}", expected=f"integers ({dtype})"))
         values = values.astype(dtype)
     fixed = [d for d in shape if d is not None]
     try:
@@ -209,6 +239,33 @@ def _feature_values(frame, name: str, feature) -> tuple[np.ndarray, list[str]]:
                                 expected=f"{int(np.prod(shape))} values per row (shape {list(shape)})",
                                 received=f"{values.size // max(len(frame), 1)} per row")) from None
     return values, cols
+
+
+def _cells(column, col: str, shape: tuple, rows) -> np.ndarray:
+    """One column's cells as an array; vector cells (lists, or JSON text in CSV) as rows."""
+    cells = list(column)
+    vectors = [i for i, c in enumerate(cells) if isinstance(c, (list, np.ndarray))
+               or (isinstance(c, str) and c.lstrip().startswith("["))]
+    if not vectors:
+        return column.to_numpy()
+    for i in vectors:
+        if isinstance(cells[i], str):
+            try:
+                cells[i] = json.loads(cells[i])
+            except ValueError:
+                raise SpecError(Problem(path="--input", message=f"column `{col}` at {rows.where(i)} is not a "
+                                        "JSON list", expected="a number, or a list such as [1, 2, 3]",
+                                        received=cells[i][:60])) from None
+    sizes = {i: int(np.size(cells[i])) for i in range(len(cells))}
+    wanted = int(np.prod([d for d in shape if d is not None])) if None not in shape else None
+    for i, n in sizes.items():
+        if n != (wanted or sizes[0]):
+            raise SpecError(Problem(path="--input", message=f"column `{col}` at {rows.where(i)} holds {n} value(s)",
+                                    expected=f"{wanted or sizes[0]} values per row"))
+    try:
+        return np.asarray([np.asarray(c, dtype=object).reshape(-1) for c in cells])
+    except ValueError as exc:  # nested lists of uneven depth
+        raise SpecError(Problem(path="--input", message=f"column `{col}` holds lists of uneven shape: {exc}")) from None
 
 
 def _feature_columns(frame, name: str, feature) -> list[str]:
@@ -234,11 +291,20 @@ def _feature_columns(frame, name: str, feature) -> list[str]:
 
 
 def _decode_images(paths: np.ndarray, feature) -> np.ndarray:
+    """Pixels of image files named in the input (as training reads them: float 0..255, resized)."""
     import tensorflow as tf
 
-    from kerasflow.data.pipeline import decode_image
+    from kerasflow.data.sources.folders import check_images
 
-    return np.stack([decode_image(tf.constant(str(p)), feature).numpy() for p in paths])
+    files = [Path(str(p)) for p in paths]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise SpecError(Problem(path="--input", message=f"image file not found: {missing[0]}",
+                                hint=f"{len(missing)} file(s) missing; paths are relative to the working directory"))
+    check_images(files, key="--input")
+    size = (feature.height, feature.width)
+    return np.stack([tf.image.resize(tf.io.decode_image(tf.io.read_file(str(f)), channels=feature.channels,
+                                                        expand_animations=False), size).numpy() for f in files])
 
 
 def _prediction_columns(name: str, info: dict, pred: np.ndarray) -> dict[str, Any]:

@@ -28,6 +28,10 @@ def _frame_parts(files: dict[str, Path], read, header, data_spec, first_line: in
     keys = {"train": "path", "validation": "validation_path", "test": "test_path"}
     for part, path in files.items():
         frame = read(path, usecols, keys[part])
+        if len(frame) == 0:
+            raise SpecError(Problem(path=f"data.source.{keys[part]}", message=f"{path.name} has no data rows",
+                                    expected="a header line and at least one row", received="a header only",
+                                    hint=str(path)))
         tables[part] = Table({c: frame[c].to_numpy() for c in usecols}, origin=str(path), first_line=first_line)
     parts = tables if len(files) > 1 else {"all": tables["train"]}
     return Loaded(parts=parts, available=list(available))
@@ -55,9 +59,33 @@ def _read_csv(pd, path, delimiter, *, key, **kwargs):
         try:  # pyarrow parses several times faster than the C engine
             return pd.read_csv(path, sep=delimiter, engine="pyarrow", **kwargs)
         except Exception:  # it is stricter (e.g. ragged rows); the C engine gives the better message
+            check_field_counts(path, delimiter, key)  # the C engine would drop extra fields silently
             return pd.read_csv(path, sep=delimiter, **kwargs)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise SpecError(Problem(path=f"data.source.{key}", message=f"cannot parse {path.name} as CSV: {exc}")) from None
+        message = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise SpecError(Problem(path=f"data.source.{key}", message=f"cannot parse {path.name} as CSV: {message}",
+                                hint=str(path))) from None
+
+
+def check_field_counts(path: Path, delimiter: str, key: str) -> None:
+    """Every row has as many fields as the header, or a SpecError naming the line."""
+    import csv
+
+    if len(delimiter) != 1:  # a regex separator: only pandas can split it
+        return
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            if row and len(row) != len(header):
+                what = "more" if len(row) > len(header) else "fewer"
+                raise SpecError(Problem(
+                    path=f"data.source.{key}", message=f"{path.name} line {reader.line_num} has {what} fields "
+                    f"than the header", expected=f"{len(header)} fields ({', '.join(header[:8])}"
+                    f"{', ...' if len(header) > 8 else ''})", received=f"{len(row)} fields",
+                    hint="quote fields that contain the delimiter, or fix the row"))
 
 
 def load_parquet(data_spec, base_dir, seed) -> Loaded:

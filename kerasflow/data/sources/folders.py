@@ -29,9 +29,32 @@ def _class_folders(root: Path, suffixes: tuple[str, ...], what: str) -> tuple[li
     return files, labels, classes
 
 
+# Leading bytes of each format TF's decode_image reads; checked up front so a
+# stray file fails here, naming it, rather than from inside a training step.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def check_images(files: list[Path], key: str = "data.source.path") -> None:
+    """A SpecError naming the first file that is not a PNG/JPEG/GIF/BMP image."""
+    bad = []
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(8)
+        except OSError as exc:
+            raise SpecError(Problem(path=key, message=f"cannot read image {f}: {exc.strerror}")) from None
+        if not head.startswith(_IMAGE_MAGIC):
+            bad.append(f)
+    if bad:
+        raise SpecError(Problem(path=key, message=f"{bad[0]} is not an image", expected="PNG, JPEG, GIF or BMP data",
+                                received="an empty file" if bad[0].stat().st_size == 0 else "other bytes",
+                                hint=f"{len(bad)} file(s) affected; remove them or fix their content"))
+
+
 def load_image_dir(data_spec, base_dir, seed) -> Loaded:
     root = require_file(data_spec.source.path, "path", base_dir, directory=True)
     files, labels, classes = _class_folders(root, IMAGE_SUFFIXES, "images")
+    check_images(files)
     table = Table({"image": np.array([str(f) for f in files], dtype=object), "label": np.array(labels, dtype=np.int64)},
                   origin=str(root))
     return Loaded(parts={"all": table}, class_names={"label": classes}, default_feature="image",

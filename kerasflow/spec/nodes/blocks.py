@@ -2,17 +2,15 @@
 `<node>.<part>`; its build function (`module:function(node, inputs, name)`)
 lives in a module imported only when a model is built."""
 
-from __future__ import annotations
+from typing import Annotated, ClassVar, Literal
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from pydantic import Field, PositiveFloat, confloat, model_validator
 
-from pydantic import Discriminator, Field, PositiveFloat, PositiveInt, Tag, confloat, model_validator
+from kerasflow.spec.base import Count, Tunable, Width
+from kerasflow.spec.nodes.layers import Activation, Padding, Rate, Regularizer, Size2D
+from kerasflow.spec.registry import BlockNode, Node, register_block
 
-from kerasflow.model import preprocessing_layers  # noqa: F401  (registers layers the chain union needs)
-from kerasflow.model.layers import Activation, Padding, Rate, Regularizer, Size2D
-from kerasflow.model.registry import BLOCKS, LAYERS, BlockNode, register_block
-from kerasflow.spec.base import TAG_PREFIX, Tunable
-
+# Build functions import Keras: named by string, resolved only when a model is built.
 _MODEL = "kerasflow.model."
 
 
@@ -31,7 +29,7 @@ class _Block(BlockNode):
 
 
 # A list (or a `tune: choice` of lists, to search depth) of tunable sizes.
-Sizes = Tunable[Annotated[list[Tunable[PositiveInt]], Field(min_length=1)]]
+Sizes = Tunable[Annotated[list[Tunable[Width]], Field(min_length=1)]]
 
 
 @register_block("mlp", _MODEL + "stacks:build_mlp")
@@ -54,7 +52,7 @@ class ConvStack(_Block):
 
     filters: Sizes = Field(description="Filters of each level, first to last.")
     kernel_size: Tunable[Size2D] = Field(3, description="Convolution window (an int or [h, w] for 2D).")
-    convs_per_level: PositiveInt = Field(1, description="Convolutions before each pooling.")
+    convs_per_level: Count = Field(1, description="Convolutions before each pooling.")
     activation: Tunable[Activation] = Field("relu", description="Activation of every convolution.")
     padding: Padding = Field("same", description="Padding of the convolutions.")
     pool: Literal["max", "average"] | None = Field("max", description="Pooling after each level (null: none).")
@@ -86,25 +84,25 @@ class PositionalEmbedding(_Block):
     """Adds a position encoding (learned or sinusoidal) to a (batch, steps, features) input."""
 
     mode: PositionMode = Field("learned", description="Learned position table or fixed sinusoids.")
-    max_length: PositiveInt | None = Field(None, description="Longest sequence (default: the input's length).")
+    max_length: Count | None = Field(None, description="Longest sequence (default: the input's length).")
 
 
 @register_block("token_and_position_embedding", _MODEL + "embeddings:build_token_and_position_embedding")
 class TokenAndPositionEmbedding(_Block):
     """Embeds integer token ids and adds a position encoding."""
 
-    vocab_size: PositiveInt = Field(description="Number of token ids (largest id + 1).")
-    embed_dim: Tunable[PositiveInt] = Field(description="Embedding size (the model width).")
-    max_length: PositiveInt | None = Field(None, description="Longest sequence (default: the input's length).")
+    vocab_size: Count = Field(description="Number of token ids (largest id + 1).")
+    embed_dim: Tunable[Width] = Field(description="Embedding size (the model width).")
+    max_length: Count | None = Field(None, description="Longest sequence (default: the input's length).")
     mode: PositionMode = Field("learned", description="Learned position table or fixed sinusoids.")
     mask_zero: bool = Field(False, description="Token 0 is padding: mask it in attention and pooling.")
 
 
 class _Transformer(_Block):
-    num_heads: Tunable[PositiveInt] = Field(description="Attention heads.")
-    key_dim: Tunable[PositiveInt] | None = Field(None, description="Size of each head (default: width / num_heads).")
-    ff_dim: Tunable[PositiveInt] = Field(description="Hidden units of the feed-forward part.")
-    num_layers: Tunable[PositiveInt] = Field(1, description="Identical layers stacked.")
+    num_heads: Tunable[Width] = Field(description="Attention heads.")
+    key_dim: Tunable[Width] | None = Field(None, description="Size of each head (default: width / num_heads).")
+    ff_dim: Tunable[Width] = Field(description="Hidden units of the feed-forward part.")
+    num_layers: Tunable[Count] = Field(1, description="Identical layers stacked.")
     dropout: Tunable[Rate] = Field(0.1, description="Dropout on attention weights and residual branches.")
     activation: Tunable[Activation] = Field("relu", description="Activation of the feed-forward part.")
     norm: Literal["post", "pre"] = Field("post", description="LayerNormalization after (post) or before (pre) each residual branch.")
@@ -130,7 +128,7 @@ class TransformerDecoder(_Transformer):
 class Residual(_Block):
     """A chain of nodes whose output is added to its input (a skip connection)."""
 
-    layers: list["ChainItem"] = Field(min_length=1, description="The chain: nodes without `input` (each reads the previous).")
+    layers: list[Node] = Field(min_length=1, description="The chain: nodes without `input` (each reads the previous).")
     project: bool = Field(True, description="Project the skip with a Dense/1x1 conv when the widths differ.")
     norm: Literal["layer", "batch"] | None = Field(None, description="Normalization after the sum.")
     activation: Activation | None = Field(None, description="Activation after the sum (and norm).")
@@ -142,24 +140,3 @@ class Residual(_Block):
                 raise ValueError(f"layers[{i}] reads the previous layer of the chain: remove its `input`")
         return self
 
-
-def _chain_tag(value: Any) -> str | None:
-    for kind in ("layer", "block"):
-        if isinstance(value, dict) and kind in value:
-            return f"{TAG_PREFIX}{kind}:{value[kind]}"
-        if hasattr(value, kind) and not isinstance(value, dict):
-            return f"{TAG_PREFIX}{kind}:{getattr(value, kind)}"
-    return None
-
-
-def _chain_item() -> Any:
-    # Same tags and error type as the model-level node union, so validation
-    # messages ("unknown layer `x`, did you mean ...") read the same.
-    members = [Annotated[e.params, Tag(f"{TAG_PREFIX}layer:{n}")] for n, e in LAYERS.items()]
-    members += [Annotated[e.params, Tag(f"{TAG_PREFIX}block:{n}")] for n, e in BLOCKS.items()]
-    return Annotated[Union[tuple(members)], Discriminator(
-        _chain_tag, custom_error_type="unknown_layer", custom_error_message="unknown node type")]
-
-
-ChainItem = _chain_item()
-Residual.model_rebuild()

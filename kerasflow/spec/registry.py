@@ -5,15 +5,18 @@ model, no TensorFlow import). The registry drives the spec schema (and so the
 JSON Schema), validation messages ("did you mean ...?") and the builder, which
 resolves `target` lazily: for layers a `keras.layers` class name, for blocks a
 `module:function` path.
-"""
 
-from __future__ import annotations
+A node is validated by looking its type up here at validation time (`Node`),
+so only the schemas a spec uses are built, and a type registered later (by a
+spec's `model.imports`) is accepted without rebuilding any schema.
+"""
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
+from pydantic_core import PydanticCustomError, core_schema
 
 from kerasflow.spec.base import SpecModel
 
@@ -104,7 +107,9 @@ def register_block(name: str, target: str) -> Callable:
     return _register(BLOCKS, "block", BlockNode, name, target)
 
 
-SCHEMA_MODULES = ("kerasflow.model.layers", "kerasflow.model.preprocessing_layers", "kerasflow.model.blocks")
+# Most used first: a lookup imports these in order until the name is registered.
+SCHEMA_MODULES = tuple(f"kerasflow.spec.nodes.{m}" for m in (
+    "layers", "blocks", "convolution", "recurrent", "merging", "preprocessing"))
 
 
 def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
@@ -112,3 +117,62 @@ def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:
     for module in SCHEMA_MODULES:
         importlib.import_module(module)
     return LAYERS, BLOCKS
+
+
+# ---------------------------------------------------------------- node validation
+
+UNKNOWN_NODE = "unknown_layer"  # error type the spec's error translation explains
+
+
+def node_entry(value: Any) -> Entry | None:
+    """The registry entry a raw node mapping names (`layer:` or `block:`), or None."""
+    if not isinstance(value, dict):
+        return None
+    for kind, table in (("layer", LAYERS), ("block", BLOCKS)):
+        if kind in value:
+            name = value[kind]
+            if not isinstance(name, str):
+                return None
+            for module in SCHEMA_MODULES:
+                if name in table:
+                    break
+                importlib.import_module(module)
+            return table.get(name)
+    return None
+
+
+def validate_node(value: Any, info: ValidationInfo) -> NodeSpec:
+    """Validate one raw node against the schema of the type it names."""
+    if isinstance(value, NodeSpec):
+        return value
+    entry = node_entry(value)
+    if entry is None:
+        raise PydanticCustomError(UNKNOWN_NODE, "unknown node type")
+    # A ValidationError raised here keeps its errors, located under this node.
+    return entry.params.model_validate(value, context=info.context)
+
+
+class _NodeByType:
+    """Pydantic hook: validate with `validate_node`; describe (JSON Schema) as
+    any registered node type."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.with_info_plain_validator_function(validate_node)
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        if _describing:  # a node inside a node's schema (residual chains): stop the recursion there
+            return {"type": "object", "description": "A node: {layer: ...} or {block: ...}."}
+        layers, blocks = load_all()
+        members = [e.params for e in layers.values()] + [e.params for e in blocks.values()]
+        _describing.append(True)
+        try:
+            return handler(TypeAdapter(Union[tuple(members)]).core_schema)
+        finally:
+            _describing.pop()
+
+
+_describing: list[bool] = []
+
+
+Node = Annotated[NodeSpec, _NodeByType()]
+"""A graph node of any registered layer or block type."""

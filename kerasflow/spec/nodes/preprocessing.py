@@ -4,15 +4,13 @@ Vocabularies and statistics are given in the spec (or come from the data
 section's adapted features); nothing here adapts on data. No TensorFlow import.
 """
 
-from __future__ import annotations
-
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, confloat, model_validator
+from pydantic import Field, NonNegativeInt, confloat, model_validator
 
-from kerasflow.model.layers import KerasLayer
-from kerasflow.model.registry import register_layer
-from kerasflow.spec.base import Tunable
+from kerasflow.spec.nodes.layers import KerasLayer
+from kerasflow.spec.registry import register_layer
+from kerasflow.spec.base import Count, Scale, Seed, Tunable
 
 Factor = confloat(ge=0.0, le=1.0)
 FillMode = Literal["reflect", "wrap", "constant", "nearest"]
@@ -24,8 +22,8 @@ LookupMode = Literal["int", "one_hot", "multi_hot", "count", "tf_idf"]
 class Rescaling(KerasLayer):
     """Computes `x * scale + offset`, e.g. scale 1/255 for 8-bit pixels."""
 
-    scale: float = Field(description="Multiplier.")
-    offset: float = Field(0.0, description="Added after scaling.")
+    scale: Scale = Field(description="Multiplier.")
+    offset: Scale = Field(0.0, description="Added after scaling.")
 
 
 @register_layer("normalization", "Normalization")
@@ -46,7 +44,7 @@ class Normalization(KerasLayer):
 
 
 class _Lookup(KerasLayer):
-    max_tokens: PositiveInt | None = Field(None, description="Largest vocabulary size, OOV and mask included.")
+    max_tokens: Count | None = Field(None, description="Largest vocabulary size, OOV and mask included.")
     num_oov_indices: NonNegativeInt = Field(1, description="Indices reserved for out-of-vocabulary values.")
     output_mode: LookupMode = Field("int", description="Indices, or a one-/multi-hot / count / tf_idf encoding.")
     invert: bool = Field(False, description="Map indices back to vocabulary values.")
@@ -75,20 +73,20 @@ class TextVectorization(KerasLayer):
     """Standardizes, splits and maps text to token ids (or a bag-of-words vector)."""
 
     vocabulary: list[str] = Field(min_length=1, description="Token vocabulary (without padding and OOV).")
-    max_tokens: PositiveInt | None = Field(None, description="Largest vocabulary size.")
+    max_tokens: Count | None = Field(None, description="Largest vocabulary size.")
     standardize: Literal["lower_and_strip_punctuation", "lower", "strip_punctuation"] | None = Field(
         "lower_and_strip_punctuation", description="Text cleanup before splitting.")
     split: Literal["whitespace", "character"] | None = Field("whitespace", description="How text becomes tokens.")
-    ngrams: PositiveInt | None = Field(None, description="Also emit n-grams up to this n.")
+    ngrams: Count | None = Field(None, description="Also emit n-grams up to this n.")
     output_mode: Literal["int", "multi_hot", "count", "tf_idf"] = Field("int", description="Token ids or a bag.")
-    output_sequence_length: PositiveInt | None = Field(None, description="Pad/truncate ids to this length (int mode).")
+    output_sequence_length: Count | None = Field(None, description="Pad/truncate ids to this length (int mode).")
 
 
 @register_layer("category_encoding", "CategoryEncoding")
 class CategoryEncoding(KerasLayer):
     """Encodes integer indices in [0, num_tokens) as one-hot, multi-hot or counts."""
 
-    num_tokens: PositiveInt = Field(description="Number of distinct indices.")
+    num_tokens: Count = Field(description="Number of distinct indices.")
     output_mode: Literal["one_hot", "multi_hot", "count"] = Field("multi_hot", description="Encoding.")
 
 
@@ -96,7 +94,7 @@ class CategoryEncoding(KerasLayer):
 class Hashing(KerasLayer):
     """Hashes strings or integers into `num_bins` buckets."""
 
-    num_bins: PositiveInt = Field(description="Number of hash buckets.")
+    num_bins: Count = Field(description="Number of hash buckets.")
     salt: int | None = Field(None, description="Salt of the hash (stable across runs).")
 
 
@@ -121,8 +119,8 @@ class Discretization(KerasLayer):
 class Resizing(KerasLayer):
     """Resizes images to height x width."""
 
-    height: PositiveInt = Field(description="Output height.")
-    width: PositiveInt = Field(description="Output width.")
+    height: Count = Field(description="Output height.")
+    width: Count = Field(description="Output width.")
     interpolation: Interpolation = Field("bilinear", description="Resampling method.")
     crop_to_aspect_ratio: bool = Field(False, description="Crop instead of distorting the aspect ratio.")
 
@@ -131,12 +129,12 @@ class Resizing(KerasLayer):
 class CenterCrop(KerasLayer):
     """Crops the central height x width region of images."""
 
-    height: PositiveInt = Field(description="Output height.")
-    width: PositiveInt = Field(description="Output width.")
+    height: Count = Field(description="Output height.")
+    width: Count = Field(description="Output width.")
 
 
 class _Augment(KerasLayer):
-    seed: int | None = Field(None, description="Seed (default: from the spec seed).")
+    seed: Seed | None = Field(None, description="Seed (default: from the spec seed).")
 
 
 @register_layer("random_flip", "RandomFlip")
