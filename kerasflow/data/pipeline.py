@@ -123,13 +123,15 @@ def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = Non
         ds = chunks.batch(_GATHER_BATCHES).map(take, **parallel).unbatch()
         if rest:
             ds = ds.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]).map(take))
-        return ds
+        # unbatch and flat_map hide the length; Keras (steps per epoch, progress) needs it.
+        return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
 
     rows = tf.range(n, dtype=tf.int64)
     if seed is None:
         return cut(rows)
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    return epochs.flat_map(lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0]))))
+    ds = epochs.flat_map(lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0]))))
+    return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
 
 
 def _tensors(arrays: dict) -> dict:
