@@ -47,17 +47,22 @@ def _experiment(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | 
 
 
 def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None = None) -> None:
-    """Start the tracking worker and open the store now, in the background.
+    """Start the background worker and, in it, open the store (tracking enabled)
+    and prepare plotting, while this process goes on.
 
     Call it before importing TensorFlow: the store is then ready when the run
-    starts. A no-op when tracking is disabled.
+    starts, and drawing the run's plots later costs less.
     """
-    cfg = dict(tracking_cfg or {})
-    if not cfg.get("enabled", True):
-        return
     from kerasflow.track.worker import worker
 
-    worker().call(0, "warm", resolve_uri(cfg), _experiment(cfg, spec_dict), wait=False)
+    cfg = dict(tracking_cfg or {})
+    try:
+        w = worker()
+        if cfg.get("enabled", True):
+            w.call(0, "warm", resolve_uri(cfg), _experiment(cfg, spec_dict), wait=False)
+        w.call(0, "prepare_plots", wait=False)
+    except Exception:  # only a head start: starting the run reports what is wrong
+        pass
 
 
 class RunTracker:

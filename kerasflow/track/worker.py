@@ -113,6 +113,8 @@ class Worker:
 
     def close(self, timeout: float = EXIT_WAIT_S) -> None:
         """End of input: the worker finishes every call it holds, then exits."""
+        if os.getpid() != self.pid:  # a forked child's copy: the worker belongs to the parent
+            return
         with self._send_lock:
             try:
                 self.proc.stdin.close()
@@ -194,6 +196,10 @@ def _serve() -> None:
                     warm(*args, **kwargs)
                 elif method == "draw":
                     _draw(*args, **kwargs)
+                elif method == "prepare_plots":  # while the trainer is busy, so the run's plots cost less later
+                    from kerasflow.train.plots import prepare
+
+                    prepare()
                 elif method == "sync":
                     pass  # answered once everything sent before is done
                 elif method == "close":

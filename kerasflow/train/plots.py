@@ -70,6 +70,16 @@ def _sample(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     return actual, predicted
 
 
+def prepare() -> None:
+    """Import matplotlib and load its fonts now (the first figure pays both, about
+    a second): the background worker does this while the model trains."""
+    import io
+
+    fig = _figure(1, 1)
+    fig.add_subplot(1, 1, 1).set_title("warm-up")
+    fig.savefig(io.BytesIO(), format="png")
+
+
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -60,7 +60,7 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
     loaded, run_dir, state = _open_run(loaded, run_dir, resume)
     spec = loaded.spec
     _check_resolved(spec, loaded.locs)
-    if tracker is None:  # the MLflow store opens in the background while TensorFlow imports
+    if tracker is None:  # the background worker opens the MLflow store while TensorFlow imports
         from kerasflow.track.mlflow import warm_up
 
         warm_up(spec.tracking.model_dump(), loaded.raw)
