@@ -140,7 +140,7 @@ class Worker:
                         self._replies[seq] = (result, error)
                         self._done.notify_all()
                     elif error is not None:  # nobody waits for this call: say it failed
-                        self._warnings.append(f"tracking call failed: {error[1]}")
+                        self._warnings.append(f"tracking worker: a call failed: {error[1]}")
         except (EOFError, OSError, pickle.UnpicklingError):
             pass
         finally:
@@ -202,8 +202,6 @@ def _serve() -> None:
                     prepare()
                 elif method == "sync":
                     pass  # answered once everything sent before is done
-                elif method == "close":
-                    recorders.pop(target, None)
                 else:
                     result = getattr(recorders[target], method)(*args, **kwargs)
             except SpecError as err:

@@ -53,6 +53,7 @@ def learning_curves(rows: list[dict], path: Path) -> Path:
 
 
 def _draw(name: str, *args, **kwargs) -> None:
+    args = tuple(a.absolute() if isinstance(a, Path) else a for a in args)  # the worker has its own directory
     try:
         from kerasflow.track.worker import worker
 
