@@ -148,7 +148,7 @@ class RunTracker:
         w = worker()
         self._id = w.new_id()
         # Paths absolute: the worker keeps the directory it started in.
-        w.call(self._id, "open", self.cfg, spec_dict=self.spec_dict, run_dir=str(self.run_dir.absolute()),
+        w.call(self._id, "open", self.cfg, run_dir=str(self.run_dir.absolute()),
                kind=self.kind, parent_run_id=self.parent_run_id, uri=self.uri, uri_source=self._uri_source,
                experiment_name=self.experiment_name, run_name=self.run_name, fallback_uri=default_uri(), wait=False)
         self._call("start", resume_run_id)

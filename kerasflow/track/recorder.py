@@ -57,7 +57,6 @@ class Recorder:
 
     Args:
         tracking_cfg: the spec's `tracking` section (`enabled`, `tags`, `required`).
-        spec_dict: the resolved spec, logged as params when the run starts.
         run_dir: the invocation's output directory (unsent metrics land here;
             its `history.csv`, if any, is checked against MLflow when the run ends).
         kind: recorded as tag `kerasflow.kind`.
@@ -67,12 +66,11 @@ class Recorder:
         fallback_uri: where the run goes when `uri` is unreachable and `required` is false.
     """
 
-    def __init__(self, tracking_cfg: Mapping[str, Any], *, spec_dict: Mapping[str, Any], run_dir: str | Path,
+    def __init__(self, tracking_cfg: Mapping[str, Any], *, run_dir: str | Path,
                  kind: str, parent_run_id: str | None, uri: str, uri_source: str, experiment_name: str,
                  run_name: str, fallback_uri: str):
         self.cfg = dict(tracking_cfg or {})
         self.enabled = bool(self.cfg.get("enabled", True))
-        self.spec_dict = spec_dict
         self.run_dir = Path(run_dir)
         self.kind = kind
         self.parent_run_id = parent_run_id
