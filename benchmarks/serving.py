@@ -1,24 +1,39 @@
-"""Embedded REST server vs in-process signature calls, digits MLP.
+"""The embedded server under load, against the in-process signature, digits MLP.
 
-Trains a small MLP on sklearn digits, exports it with `export_version`, then
-runs the same load twice for a fixed time: N concurrent clients (threads),
-each sending one-row predict requests back to back,
+Trains a small MLP on sklearn digits, exports it with `export_version`, and
+measures, in one run:
 
-1. in-process: `tf.saved_model.load(...).signatures["serving_default"]` called
-   directly (the floor: no HTTP, no JSON);
-2. REST: `POST /v1/models/digits:predict` with `{"instances": [row]}` against
-   the embedded server running in its own process (as in a deployment, the
-   server does not share the clients' interpreter lock).
+- the baseline: `tf.saved_model.load(...).signatures["serving_default"]`
+  called in process, one row per call, from the same number of threads
+  (measured before and after the server runs; the median is used);
+- the embedded server in its own process, batching off and on (TF Serving's
+  text-format parameters file, printed below), loaded by
+  * `ab` (apache2-utils): REST, a new connection per request;
+  * `wrk`: REST, keep-alive connections;
+  * Python threads: REST keep-alive, REST new connection, gRPC with the
+    official `tensorflow-serving-api` stub (no compiled gRPC load generator here);
+  with 16 and 64 clients, one row per request.
+- 20,000 requests from 64 clients with a new connection each, with and
+  without 100 idle keep-alive connections held open: failed requests and the
+  server's RSS before/after.
 
-Prints requests/s, the REST / in-process ratio and p50/p99 latencies.
+Compiled load generators keep the client's own cost from hiding the server's;
+without `wrk`/`ab` on PATH (`apt-get install wrk apache2-utils`) those rows
+are skipped. Prints req/s, the ratio to the in-process rate, p50/p99, errors.
 
-    python benchmarks/serving.py [--clients 16] [--seconds 5]
+    python benchmarks/serving.py [--quick] [--seconds 5] [--requests 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
+import platform
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,11 +47,19 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+BATCHING = """max_batch_size { value: 64 }
+batch_timeout_micros { value: 0 }
+max_enqueued_batches { value: 1000 }
+num_batch_threads { value: 1 }
+"""
+
 _SERVER = """
 import sys
 from kerasflow.serve import EmbeddedServer
-server = EmbeddedServer(sys.argv[1], model_name="digits", rest_port=0, grpc_port=None).start()
-print(server.rest_port, flush=True)
+from kerasflow.serve.batching import BatchingParameters
+batching = BatchingParameters.from_file(sys.argv[2]) if len(sys.argv) > 2 else None
+server = EmbeddedServer(sys.argv[1], model_name="digits", rest_port=0, grpc_port=0, batching=batching).start()
+print(server.rest_port, server.grpc_port, flush=True)
 sys.stdin.read()  # until the benchmark closes our stdin
 server.stop()
 """
@@ -63,9 +86,21 @@ def _train_and_export(base: Path) -> np.ndarray:
     return x
 
 
-def _run(clients: int, seconds: float, call) -> tuple[int, np.ndarray]:
-    """`call(i)` back to back from `clients` threads for `seconds`; returns count and latencies (s)."""
+class Result:
+    def __init__(self, count: int, seconds: float, latencies, errors: int = 0, note: str = ""):
+        self.count, self.seconds, self.errors, self.note = count, seconds, errors, note
+        lat = np.asarray(latencies, dtype=float)
+        self.p50, self.p99 = (np.percentile(lat, [50, 99]) * 1e3) if lat.size else (float("nan"),) * 2
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+
+def _threads(clients: int, seconds: float, call) -> Result:
+    """`call(k, i)` back to back from `clients` threads for `seconds`; exceptions count as errors."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
     start = threading.Barrier(clients + 1)
     deadline = [0.0]
 
@@ -74,86 +109,230 @@ def _run(clients: int, seconds: float, call) -> tuple[int, np.ndarray]:
         mine, i = latencies[k], k
         while time.perf_counter() < deadline[0]:
             t0 = time.perf_counter()
-            call(i)
-            mine.append(time.perf_counter() - t0)
+            try:
+                call(k, i)
+                mine.append(time.perf_counter() - t0)
+            except Exception:  # noqa: BLE001 - a failed request is a figure, not a crash
+                errors[k] += 1
             i += clients
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
     deadline[0] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
     start.wait()
     for t in threads:
         t.join()
-    flat = np.array([v for per in latencies for v in per])
-    return len(flat), flat
+    flat = [v for per in latencies for v in per]
+    return Result(len(flat), time.perf_counter() - t0, flat, sum(errors))
 
 
-def _in_process(path: Path, rows: np.ndarray, clients: int, seconds: float):
+def _in_process(path: Path, rows: np.ndarray, clients: int, seconds: float) -> Result:
     import tensorflow as tf
 
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]
     one_row = [tf.constant(rows[i:i + 1]) for i in range(len(rows))]
 
-    def call(i: int) -> None:
+    def call(k: int, i: int) -> None:
         fn(pixels=one_row[i % len(rows)])["probabilities"].numpy()
 
-    _run(clients, 0.5, call)  # warm-up
-    return _run(clients, seconds, call)
+    _threads(clients, 0.3, call)  # warm-up
+    return _threads(clients, seconds, call)
 
 
-def _rest(base: Path, rows: np.ndarray, clients: int, seconds: float):
-    import requests
+class Server:
+    """The embedded server in its own process (as deployed: it doesn't share the clients' GIL)."""
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(base)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        port = int(server.stdout.readline())
-        url = f"http://127.0.0.1:{port}/v1/models/digits:predict"
-        bodies = [{"instances": [row.tolist()]} for row in rows]
-        sessions = [requests.Session() for _ in range(clients)]
+    def __init__(self, base: Path, batching_file: Path | None):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        args = [sys.executable, "-c", _SERVER, str(base)] + ([str(batching_file)] if batching_file else [])
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.rest_port, self.grpc_port = map(int, self.process.stdout.readline().split())
+        self.path = "/v1/models/digits:predict"
+        self.url = f"http://127.0.0.1:{self.rest_port}{self.path}"
 
-        def call(i: int) -> None:
-            response = sessions[i % clients].post(url, json=bodies[i % len(bodies)])
-            response.raise_for_status()
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
 
-        _run(clients, 0.5, call)  # warm-up (and connection setup)
-        return _run(clients, seconds, call)
-    finally:
-        server.stdin.close()
+    def stop(self) -> None:
+        self.process.stdin.close()
         try:
-            server.wait(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            self.process.kill()
+            self.process.wait()
+
+
+def _python_rest(server: Server, bodies: list[bytes], clients: int, seconds: float, keep_alive: bool) -> Result:
+    conns = [None] * clients
+    headers = {"Content-Type": "application/json"}
+
+    def call(k: int, i: int) -> None:
+        conn = conns[k] if keep_alive else None
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+        try:
+            conn.request("POST", server.path, bodies[i % len(bodies)], headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(response.status)
+        except Exception:
+            conn.close()
+            conns[k] = None
+            raise
+        if keep_alive:
+            conns[k] = conn
+        else:
+            conn.close()
+
+    return _threads(clients, seconds, call)
+
+
+def _python_grpc(server: Server, rows: np.ndarray, clients: int, seconds: float) -> Result:
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    requests = []
+    for row in rows[:256]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "digits"
+        request.inputs["pixels"].CopyFrom(tf.make_tensor_proto(row[None, :]))
+        requests.append(request)
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return _threads(clients, seconds, lambda k, i: stub.Predict(requests[i % len(requests)], timeout=30))
+
+
+def _wrk(server: Server, body_file: Path, clients: int, seconds: float) -> Result | None:
+    if not shutil.which("wrk"):
+        return None
+    script = body_file.with_suffix(".lua")
+    script.write_text(f'wrk.method = "POST"\nwrk.body = io.open("{body_file}"):read("*a")\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(script),
+                          "--latency", server.url], capture_output=True, text=True, timeout=seconds + 60,
+                         check=True).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    duration = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors += int(non2xx.group(1)) if non2xx else 0
+    pct = {p: _ms(v) for p, v in re.findall(r"\s(50|99)%\s+([\d.]+\w+)", out)}
+    result = Result(total, duration, [], errors)
+    result.p50, result.p99 = pct.get("50", float("nan")), pct.get("99", float("nan"))
+    return result
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def _ab(server: Server, body_file: Path, clients: int, requests: int) -> Result | None:
+    if not shutil.which("ab"):
+        return None
+    out = subprocess.run(["ab", "-q", "-r", "-s", "30", "-n", str(requests), "-c", str(clients), "-p", str(body_file),
+                          "-T", "application/json", server.url], capture_output=True, text=True, timeout=900,
+                         check=True).stdout
+    done = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))
+    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
+    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    duration = float(re.search(r"Time taken for tests:\s+([\d.]+)", out).group(1))
+    result = Result(done - failed, duration, [], failed + (int(non2xx.group(1)) if non2xx else 0) + requests - done)
+    result.p50, result.p99 = (float(re.search(rf"\s{p}%\s+(\d+)", out).group(1)) for p in (50, 99))
+    return result
+
+
+def _idle_connections(server: Server, n: int) -> list[socket.socket]:
+    """`n` keep-alive connections that made one request and then stay open, silent."""
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", server.rest_port))
+        sock.sendall(b"GET /v1/models/digits HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.recv(65536)
+        socks.append(sock)
+    return socks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="short runs (~2 minutes in all)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per timed mode")
+    parser.add_argument("--requests", type=int, default=20000, help="requests in the new-connection runs")
     args = parser.parse_args()
+    seconds, total = (1.5, 4000) if args.quick else (args.seconds, args.requests)
 
+    rows_out: list[tuple[str, str, Result]] = []
+    memory: list[tuple[str, float, float, int, int]] = []
+    baselines: dict[int, list[float]] = {16: [], 64: []}
     with tempfile.TemporaryDirectory(prefix="kerasflow-bench-") as tmp:
-        base = Path(tmp) / "digits"
+        tmp = Path(tmp)
+        base = tmp / "digits"
         x = _train_and_export(base)
         rows = x[:512]
-        results = {
-            "in-process signature": _in_process(base / "1", rows, args.clients, args.seconds),
-            "embedded REST server": _rest(base, rows, args.clients, args.seconds),
-        }
+        bodies = [json.dumps({"instances": [row.tolist()]}).encode() for row in rows]
+        body_file = tmp / "body.json"
+        body_file.write_bytes(bodies[0])
+        batching_file = tmp / "batching.txt"
+        batching_file.write_text(BATCHING)
 
-    print(f"\ndigits MLP, {args.clients} concurrent clients, {args.seconds:g} s per mode, 1 row per request, "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'mode':<24}{'requests':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    rates = {}
-    for mode, (count, lat) in results.items():
-        rates[mode] = count / args.seconds
-        print(f"{mode:<24}{count:>10}{rates[mode]:>10.0f}"
-              f"{np.percentile(lat, 50) * 1e3:>10.2f}{np.percentile(lat, 99) * 1e3:>10.2f}")
-    ratio = rates["embedded REST server"] / rates["in-process signature"]
-    print(f"REST / in-process throughput ratio: {ratio:.2f}")
+        def baseline():
+            for clients, rates in baselines.items():
+                rates.append(_in_process(base / "1", rows, clients, seconds).rate)
+
+        baseline()
+        for label, params in (("off", None), ("on", batching_file)):
+            server = Server(base, params)
+            try:
+                _python_rest(server, bodies, 4, 0.5, keep_alive=True)  # warm-up
+                for clients in (16, 64):
+                    runs = [("REST new conn", "ab", _ab, (body_file, clients, total // 4)),
+                            ("REST keep-alive", "wrk", _wrk, (body_file, clients, seconds)),
+                            ("REST keep-alive", "python", _python_rest, (bodies, clients, seconds, True)),
+                            ("REST new conn", "python", _python_rest, (bodies, clients, seconds, False)),
+                            ("gRPC", "python", _python_grpc, (rows, clients, seconds))]
+                    for mode, tool, run, run_args in runs:
+                        result = run(server, *run_args)
+                        if result is not None:
+                            rows_out.append((f"{mode}, batching {label}", f"{tool} c{clients}", result))
+                for idle in (0, 100):
+                    held = _idle_connections(server, idle)
+                    before = server.rss_mb()
+                    result = _ab(server, body_file, 64, total)
+                    after = server.rss_mb()
+                    if result is not None:
+                        rows_out.append((f"REST new conn, batching {label}, {idle} idle conns", f"ab c64 n{total}",
+                                         result))
+                        memory.append((f"batching {label}, {idle} idle", before, after, result.errors, total))
+                    for sock in held:
+                        sock.close()
+            finally:
+                server.stop()
+        baseline()
+
+    rate = {c: float(np.median(v)) for c, v in baselines.items()}
+    print(f"\ndigits MLP, 1 row per request; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}; {'quick' if args.quick else 'full'} run")
+    print("in-process signature, one row per call: " +
+          ", ".join(f"{c} threads {rate[c]:.0f} calls/s (runs: {', '.join(f'{r:.0f}' for r in v)})"
+                    for c, v in baselines.items()))
+    print("batching parameters (on):", " ".join(BATCHING.split()))
+    head = f"| {'mode':<44} | {'client':<13} | {'requests':>8} | {'req/s':>7} | {'x in-proc':>9} | " \
+           f"{'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
+    print(head)
+    print("|" + "|".join("-" * (len(cell)) for cell in head.split("|")[1:-1]) + "|")
+    for mode, client, r in rows_out:
+        clients = int(re.search(r"c(\d+)", client).group(1))
+        print(f"| {mode:<44} | {client:<13} | {r.count:>8} | {r.rate:>7.0f} | {r.rate / rate[clients]:>9.2f} | "
+              f"{r.p50:>7.1f} | {r.p99:>7.1f} | {r.errors:>6} |")
+    print("\nserver RSS over the new-connection runs (64 clients):")
+    for label, before, after, errors, n in memory:
+        print(f"  {label}: {before:.0f} MB -> {after:.0f} MB ({(after - before) / before:+.1%}) over {n} requests, "
+              f"{errors} failed")
 
 
 if __name__ == "__main__":

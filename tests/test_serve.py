@@ -4,10 +4,12 @@ and the official `tensorflow-serving-api` gRPC stubs."""
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -112,6 +114,17 @@ def test_row_format_predicts_like_keras_and_accurately(server, digits):
     assert accuracy > 0.9
 
 
+def test_large_requests_are_answered_too(server, digits):
+    """Bodies over 64 KiB are converted off the event loop; same answers."""
+    rows = digits.x_test["pixels"]
+    body = f'{{"instances": {rows.tolist()}}}'.encode()
+    assert 64 << 10 < len(body) < BODY_LIMIT
+    response = requests.post(_url(server, ":predict"), data=body)
+    assert response.status_code == 200
+    probs = np.array([p["probabilities"] for p in response.json()["predictions"]])
+    np.testing.assert_allclose(probs, digits.model.predict({"pixels": rows}, verbose=0)["label"], atol=1e-5)
+
+
 def test_row_format_list_of_objects_and_signature_name(server, digits):
     rows = _rows(digits, 3).tolist()
     plain = requests.post(_url(server, ":predict"), json={"instances": rows}).json()
@@ -166,6 +179,20 @@ def test_oversized_body_is_413_and_the_server_keeps_serving(server, digits):
     assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
     ok = requests.post(_url(server, ":predict"), json={"instances": _rows(digits, 1).tolist()})
     assert ok.status_code == 200
+
+
+def test_chunked_and_expect_100_bodies_respect_the_limit(server, digits):
+    row = f'{{"instances": {_rows(digits, 1).tolist()}}}'.encode()
+    chunked = requests.post(_url(server, ":predict"), data=iter([row]))  # a generator: chunked
+    assert chunked.status_code == 200
+    padding = [b" " * 65536] * (BODY_LIMIT // 65536 + 1)
+    too_big = requests.post(_url(server, ":predict"), data=iter(padding + [row]))
+    assert too_big.status_code == 413 and "exceeds the limit" in too_big.json()["error"]
+    # `Expect: 100-continue` with a body over the limit: refused before the upload
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(f"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {BODY_LIMIT + 1}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
 
 
 def test_concurrent_clients_get_their_own_answers(server, digits):
@@ -224,7 +251,8 @@ def _states(srv) -> dict:
     return _states_at(srv.rest_url, srv.model_name)
 
 
-def test_new_version_is_picked_up_while_serving(digits, digits_base, tmp_path):
+def test_new_version_is_picked_up_while_serving(digits, digits_base, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="kerasflow.serve")
     base = tmp_path / "digits"
     shutil.copytree(digits_base / "1", base / "1")
     with EmbeddedServer(base, model_name="digits", rest_port=0, grpc_port=None, poll_seconds=0.2) as srv:
@@ -236,6 +264,10 @@ def test_new_version_is_picked_up_while_serving(digits, digits_base, tmp_path):
         # TF Serving's default policy serves the latest version only: version 1 ends
         assert _states(srv) == {"2": "AVAILABLE", "1": "END"}
         assert requests.post(_url(srv, "/versions/1:predict"), json=row).status_code == 404
+    logged = [r.getMessage() for r in caplog.records if r.name == "kerasflow.serve"]
+    for line in ("loading digits version 1", "digits version 1 is AVAILABLE", "loading digits version 2",
+                 "digits version 2 is AVAILABLE", "unloaded digits version 1"):
+        assert any(m.startswith(line) for m in logged), (line, logged)
 
 
 def test_version_pinning_and_labels(digits, digits_base, tmp_path):
@@ -262,7 +294,10 @@ def test_version_pinning_and_labels(digits, digits_base, tmp_path):
 @pytest.fixture(scope="module")
 def stubs(server):
     import grpc
-    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import (
+        model_service_pb2_grpc,
+        prediction_service_pb2_grpc,
+    )
 
     channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
     yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
@@ -338,20 +373,46 @@ def test_grpc_string_inputs(shop_server):
     assert list(tf.make_ndarray(response.outputs["good/class_name"])) == [b"yes", b"no"]
 
 
+def test_tensorflow_model_server_gets_the_batching_flags(tmp_path, monkeypatch):
+    """With the binary on PATH, `serve` launches it with TF Serving's own batching flags and the file as is."""
+    from kerasflow.serve import serve
+
+    bin_dir, argv_file = tmp_path / "bin", tmp_path / "argv.txt"
+    bin_dir.mkdir()
+    fake = bin_dir / "tensorflow_model_server"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_file}\nexit 3\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 32 }\n")
+    assert serve(tmp_path, model_name="m", host="0.0.0.0", enable_batching=True,
+                 batching_parameters_file=params) == 3
+    argv = argv_file.read_text().split()
+    assert "--enable_batching=true" in argv and f"--batching_parameters_file={params.resolve()}" in argv
+
+
 def test_tensorflow_model_server_command_line(tmp_path):
     cmd = model_server_command(tmp_path, "digits", rest_port=8601, grpc_port=8600, poll_seconds=0.5)
     assert cmd == ["tensorflow_model_server", "--port=8600", "--rest_api_port=8601", "--model_name=digits",
                    f"--model_base_path={tmp_path.resolve()}", "--file_system_poll_wait_seconds=1"]
 
 
-def test_serve_blocks_until_sigterm(digits_base, digits):
+@pytest.mark.parametrize("how", ["api", "cli with batching"])
+def test_serve_blocks_until_sigterm(digits_base, digits, tmp_path, how):
     """`serve()` as `kerasflow serve` runs it: embedded server (no TF Serving binary here),
-    ports picked by the OS and printed, clean exit on SIGTERM."""
-    script = ("import sys; from kerasflow.serve import serve; "
-              "sys.exit(serve(sys.argv[1], model_name='digits', rest_port=0, grpc_port=0, use_tfserving=False))")
+    ports picked by the OS and printed, clean exit on SIGTERM; the CLI with TF Serving's batching flags."""
+    if how == "api":
+        script = ("import sys; from kerasflow.serve import serve; sys.exit(serve(sys.argv[1], model_name='digits', "
+                  "rest_port=0, grpc_port=0, use_tfserving=False))")
+        command = [sys.executable, "-c", script, str(digits_base)]
+    else:
+        params = tmp_path / "batching.txt"
+        params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000 }\n")
+        command = [sys.executable, "-m", "kerasflow.cli", "serve", str(digits_base), "--model-name", "digits",
+                   "--rest-port", "0", "--grpc-port", "0", "--no-tfserving", "--enable-batching",
+                   "--batching-parameters-file", str(params)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", script, str(digits_base)], stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # keeps the pipe drained
     reader.start()

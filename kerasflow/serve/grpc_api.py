@@ -1,5 +1,5 @@
 """TF Serving's gRPC API: `PredictionService` (Predict, GetModelMetadata) and
-`ModelService` (GetModelStatus), on the generated servicers of
+`ModelService` (GetModelStatus), plus Classify and Regress, on the generated servicers of
 `tensorflow-serving-api`, so the official stubs talk to it unchanged.
 """
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 from concurrent import futures
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (classification_pb2, model_service_pb2_grpc, predict_pb2,
+                                    prediction_service_pb2_grpc, regression_pb2)
 
 from kerasflow.serve.servables import DEFAULT_SIGNATURE, ModelRepository, ServingError
 
@@ -54,6 +55,23 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
         return response
 
+    def Classify(self, request, context):  # noqa: N802 - gRPC method name
+        return self._infer("classify", request, context, classification_pb2.ClassificationResponse())
+
+    def Regress(self, request, context):  # noqa: N802 - gRPC method name
+        return self._infer("regress", request, context, regression_pb2.RegressionResponse())
+
+    def _infer(self, verb: str, request, context, response):
+        from kerasflow.serve.inference import Call
+
+        try:
+            servable = self._repository.resolve(*_model_spec(request.model_spec))
+            call = Call.from_proto(servable, verb, request)
+            call.proto_result(call.run(), response, request.model_spec.name)
+        except ServingError as err:
+            _abort(context, err)
+        return response
+
     def GetModelMetadata(self, request, context):  # noqa: N802 - gRPC method name
         try:
             if not request.metadata_field:
@@ -79,7 +97,7 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def start_grpc_server(repository: ModelRepository, host: str, port: int, *,
-                      max_message_bytes: int, workers: int = 8) -> tuple[grpc.Server, int]:
+                      max_message_bytes: int, workers: int = 32) -> tuple[grpc.Server, int]:
     """Start the gRPC server; returns it and the bound port (port 0 picks a free one)."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max(max_message_bytes, 64 << 20)),

@@ -10,8 +10,10 @@ front ends translate them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Mapping
 
@@ -35,9 +37,13 @@ class ServingError(Exception):
 
 
 class Servable:
-    """One loaded version: its signatures (protos, for metadata) and callables."""
+    """One loaded version: its signatures (protos, for metadata) and callables.
 
-    def __init__(self, version: int, path: Path):
+    Requests go through `scheduler` (a `BatchScheduler`) when batching is on,
+    so concurrent calls of one signature share a single run.
+    """
+
+    def __init__(self, version: int, path: Path, scheduler=None):
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
@@ -47,6 +53,11 @@ class Servable:
         self.signature_defs = proto.meta_graphs[0].signature_def
         self._loaded = tf.saved_model.load(str(path))
         self._fns = {k: self._loaded.signatures[k] for k in self.signature_defs if k != _INIT_OP}
+        self._dtypes = {k: {name: tf.as_dtype(info.dtype) for name, info in sig.inputs.items()}
+                        for k, sig in self.signature_defs.items() if k in self._fns}
+        self._numpy_dtypes = {k: {name: np.dtype(dtype.as_numpy_dtype) for name, dtype in dtypes.items()}
+                              for k, dtypes in self._dtypes.items()}
+        self._scheduler = scheduler
 
     def signature_def(self, name: str | None):
         name = name or DEFAULT_SIGNATURE
@@ -54,12 +65,16 @@ class Servable:
             raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
         return self.signature_defs[name]
 
-    def predict(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a signature on named numpy inputs, with TF Serving's input checks."""
+    def numpy_dtypes(self, signature_name: str | None) -> dict[str, np.dtype]:
+        """Input name -> numpy dtype (object for DT_STRING) of a signature."""
+        self.signature_def(signature_name)  # unknown names fail with TF Serving's message
+        return self._numpy_dtypes[signature_name or DEFAULT_SIGNATURE]
+
+    def check_inputs(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """TF Serving's input checks: names, shapes and dtypes against the signature."""
         import tensorflow as tf
 
-        name = signature_name or DEFAULT_SIGNATURE
-        infos = self.signature_def(name).inputs
+        infos = self.signature_def(signature_name).inputs
         extra = sorted(set(inputs) - set(infos))
         if extra:
             raise ServingError("INVALID_ARGUMENT", f"input tensor alias not found in signature: {extra[0]}. "
@@ -68,7 +83,6 @@ class Servable:
         if missing:
             raise ServingError("INVALID_ARGUMENT", f"input size does not match signature: {len(inputs)}!={len(infos)} "
                                                    f"Missing but required: {{{','.join(missing)}}}.")
-        tensors = {}
         for key, info in infos.items():
             dtype = tf.as_dtype(info.dtype)
             array = inputs[key]
@@ -76,14 +90,41 @@ class Servable:
             if array.dtype != dtype.as_numpy_dtype and not (dtype == tf.string and array.dtype.kind in "OSU"):
                 raise ServingError("INVALID_ARGUMENT", f"input '{key}' expects {dtype.name} "
                                                        f"but {array.dtype} is provided")
-            tensors[key] = tf.constant(array, dtype=dtype)
+        return dict(inputs)
+
+    def run(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call a signature on checked numpy inputs (no batching)."""
+        import tensorflow as tf
+
+        name = signature_name or DEFAULT_SIGNATURE
+        dtypes = self._dtypes[name]
         try:
-            outputs = self._fns[name](**tensors)
+            outputs = self._fns[name](**{k: tf.constant(v, dtype=dtypes[k]) for k, v in inputs.items()})
         except tf.errors.InvalidArgumentError as err:
             raise ServingError("INVALID_ARGUMENT", err.message) from err
         except tf.errors.OpError as err:
             raise ServingError("INTERNAL", err.message) from err
         return {k: v.numpy() for k, v in outputs.items()}
+
+    def submit(self, signature_name: str | None, inputs: Mapping[str, np.ndarray], executor) -> Future:
+        """Check `inputs` now, run the signature later: batched, or on `executor`; a Future of the outputs."""
+        name = signature_name or DEFAULT_SIGNATURE
+        arrays = self.check_inputs(name, inputs)
+        if self._scheduler is not None:
+            return self._schedule(name, arrays)
+        return executor.submit(self.run, name, arrays)
+
+    def _schedule(self, name: str, arrays: dict[str, np.ndarray]) -> Future:
+        # one queue per version and signature, as TF Serving batches
+        return self._scheduler.submit((id(self), name), functools.partial(self.run, name), arrays)
+
+    def predict(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature on named numpy inputs, with TF Serving's input checks (batched when enabled)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        arrays = self.check_inputs(name, inputs)
+        if self._scheduler is not None:
+            return self._schedule(name, arrays).result()
+        return self.run(name, arrays)
 
     def warm_up(self) -> int:
         """Replay assets.extra/tf_serving_warmup_requests; a failing record fails the load."""
@@ -117,14 +158,16 @@ class ModelRepository:
         num_versions: serve the newest N versions (TF Serving's `latest`
             policy, default 1); None serves every version on disk.
         version_labels: label -> version, like TF Serving's `version_labels`.
+        scheduler: a `BatchScheduler` every servable sends its signature calls through, or None.
     """
 
     def __init__(self, base_path, model_name: str, *, num_versions: int | None = 1,
-                 version_labels: Mapping[str, int] | None = None):
+                 version_labels: Mapping[str, int] | None = None, scheduler=None):
         self.base_path = Path(base_path)
         self.model_name = model_name
         self.num_versions = num_versions
         self.version_labels = dict(version_labels or {})
+        self.scheduler = scheduler
         self._servables: dict[int, Servable] = {}  # replaced, never mutated: lock-free reads
         self._states: dict[int, tuple[str, str]] = {}  # version -> (state, error message)
         self._lock = threading.Lock()
@@ -139,8 +182,9 @@ class ModelRepository:
                 if version in current or self._states.get(version, ("", ""))[1]:
                     continue  # loaded versions stay loaded; a failed load is not retried
                 self._states[version] = ("LOADING", "")
+                log.info("loading %s version %d from %s", self.model_name, version, self.base_path / str(version))
                 try:
-                    servable = Servable(version, self.base_path / str(version))
+                    servable = Servable(version, self.base_path / str(version), self.scheduler)
                     warmed = servable.warm_up()
                 except Exception as err:  # any load failure marks the version, the server keeps going
                     log.error("loading %s version %d failed: %s", self.model_name, version, err)
@@ -150,7 +194,7 @@ class ModelRepository:
                 self._servables = dict(current)  # requests see it before status says AVAILABLE
                 self._states[version] = ("AVAILABLE", "")
                 loaded.append(version)
-                log.info("loaded %s version %d (%d warmup records)", self.model_name, version, warmed)
+                log.info("%s version %d is AVAILABLE (%d warmup records replayed)", self.model_name, version, warmed)
             gone = [v for v in current if v not in set(wanted)]
             for version in gone:
                 del current[version]

@@ -1,8 +1,9 @@
 """The embedded model server: TF Serving's REST and gRPC APIs in one process.
 
 `EmbeddedServer` polls the base path, serves the newest version (or the
-newest `num_versions`), answers REST on a thread per connection and gRPC on
-a thread pool, and binds 127.0.0.1 unless told otherwise. `serve` is what
+newest `num_versions`), answers REST on an aiohttp event loop and gRPC on a
+thread pool, optionally merges concurrent requests into batches (TF Serving's
+`--enable_batching`), and binds 127.0.0.1 unless told otherwise. `serve` is what
 `kerasflow serve` runs: the real `tensorflow_model_server` when it is on
 PATH, this server otherwise, until SIGINT/SIGTERM.
 """
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
@@ -36,13 +38,20 @@ class EmbeddedServer:
         max_body_bytes: largest REST body / gRPC message accepted (413 / RESOURCE_EXHAUSTED).
         num_versions: serve the newest N versions; None serves all of them.
         version_labels: label -> version for `/labels/<label>` and `version_label`.
-        grpc_workers: gRPC thread-pool size.
+        grpc_workers: gRPC thread-pool size (with batching, each waiting request holds one).
+        batching: a `BatchingParameters` to merge concurrent requests into one signature
+            call (TF Serving's `--enable_batching`); None calls the signature per request.
+        request_timeout: seconds a REST client may take to send a request body (then 408).
+        idle_timeout: seconds a REST connection may go without a complete request header:
+            idle keep-alive connections and clients trickling headers are closed after it.
+        model_threads: threads running unbatched model calls for REST.
     """
 
     def __init__(self, base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0.1",
                  rest_port: int | None = 8501, grpc_port: int | None = 8500, poll_seconds: float = 2.0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, num_versions: int | None = 1,
-                 version_labels: Mapping[str, int] | None = None, grpc_workers: int = 8):
+                 version_labels: Mapping[str, int] | None = None, grpc_workers: int = 32, batching=None,
+                 request_timeout: float = 30.0, idle_timeout: float = 30.0, model_threads: int = 4):
         if poll_seconds <= 0:
             raise SpecError(Problem("serve.poll_seconds", "poll interval must be positive",
                                     expected="> 0", received=str(poll_seconds)))
@@ -55,7 +64,12 @@ class EmbeddedServer:
         self.num_versions = num_versions
         self.version_labels = dict(version_labels or {})
         self.grpc_workers = grpc_workers
+        self.batching = batching
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self.model_threads = model_threads
         self.repository = None
+        self._executor = self._scheduler = None
         self._rest = self._grpc = self._poller = None
         self._stopping = threading.Event()
         self._first_poll = threading.Event()
@@ -69,6 +83,11 @@ class EmbeddedServer:
         return self._ports["grpc"]
 
     @property
+    def batch_scheduler(self):
+        """The `BatchScheduler` when batching is on (its `stats` count batches and requests), else None."""
+        return self._scheduler
+
+    @property
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.rest_port}"
 
@@ -80,8 +99,14 @@ class EmbeddedServer:
             raise SpecError(Problem("serve.base_path", "base path is not a directory",
                                     expected="a directory with numeric version subdirectories",
                                     received=str(self.base_path), hint="run `kerasflow export` first"))
+        if self.batching is not None:
+            from kerasflow.serve.batching import BatchScheduler
+
+            self._scheduler = BatchScheduler(self.batching)
+            log.info("batching enabled: %s", self.batching)
+        self._executor = ThreadPoolExecutor(self.model_threads, thread_name_prefix="kerasflow-model")
         self.repository = ModelRepository(self.base_path, self.model_name, num_versions=self.num_versions,
-                                          version_labels=self.version_labels)
+                                          version_labels=self.version_labels, scheduler=self._scheduler)
         try:
             self._start_apis()
         except OSError as err:
@@ -99,9 +124,10 @@ class EmbeddedServer:
         if self._ports["rest"] is not None:
             from kerasflow.serve.rest import RestServer
 
-            self._rest = RestServer((self.host, self._ports["rest"]), self.repository, self.max_body_bytes)
-            self._ports["rest"] = self._rest.server_address[1]
-            threading.Thread(target=self._rest.serve_forever, name="kerasflow-rest", daemon=True).start()
+            self._rest = RestServer(self.host, self._ports["rest"], self.repository, self.max_body_bytes,
+                                    executor=self._executor, body_timeout=self.request_timeout,
+                                    keepalive_timeout=self.idle_timeout)
+            self._ports["rest"] = self._rest.start()
         if self._ports["grpc"] is not None:
             from kerasflow.serve.grpc_api import start_grpc_server
 
@@ -122,8 +148,7 @@ class EmbeddedServer:
         """Stop polling and both APIs (idempotent)."""
         self._stopping.set()
         if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
+            self._rest.stop()
             self._rest = None
         if self._grpc is not None:
             self._grpc.stop(grace=1.0).wait()
@@ -131,6 +156,12 @@ class EmbeddedServer:
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join(timeout=30)
             self._poller = None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def __enter__(self) -> "EmbeddedServer":
         return self if self._poller else self.start()
@@ -141,14 +172,25 @@ class EmbeddedServer:
 
 def serve(base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0.1", rest_port: int = 8501,
           grpc_port: int = 8500, poll_seconds: float = 2.0, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          num_versions: int | None = 1, use_tfserving: bool | None = None) -> int:
+          num_versions: int | None = 1, use_tfserving: bool | None = None, enable_batching: bool = False,
+          batching_parameters_file: str | os.PathLike | None = None) -> int:
     """Serve `base_path` until SIGINT/SIGTERM; returns an exit code.
 
     `use_tfserving`: None launches `tensorflow_model_server` if it is on PATH and
     the embedded server otherwise; True requires the binary; False never uses it.
+    `enable_batching` / `batching_parameters_file`: TF Serving's flags of the same
+    names (the file is text-format `BatchingParameters`, read by either server).
     """
-    from kerasflow.serve.tfserving import find_model_server, launch_model_server
+    from kerasflow.serve.batching import BatchingParameters
+    from kerasflow.serve.tfserving import batching_flags, find_model_server, launch_model_server
 
+    if batching_parameters_file and not enable_batching:
+        raise SpecError(Problem("serve.batching_parameters_file", "a batching parameters file needs batching on",
+                                hint="add --enable-batching"))
+    batching = None
+    if enable_batching:  # parsed even for TF Serving: a bad file fails here, with a clear message
+        batching = (BatchingParameters.from_file(batching_parameters_file) if batching_parameters_file
+                    else BatchingParameters())
     binary = find_model_server() if use_tfserving is not False else None
     if use_tfserving and binary is None:
         raise SpecError(Problem("serve", "tensorflow_model_server is not on PATH",
@@ -159,7 +201,8 @@ def serve(base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0
     try:
         if binary:
             process = launch_model_server(base_path, model_name, rest_port, grpc_port, host,
-                                          poll_seconds=poll_seconds, executable=binary)
+                                          poll_seconds=poll_seconds, executable=binary,
+                                          extra_args=batching_flags(enable_batching, batching_parameters_file))
             while process.poll() is None and not stop.wait(0.5):
                 pass
             if process.poll() is None:
@@ -171,7 +214,7 @@ def serve(base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0
             return process.wait() if process.returncode is None else process.returncode
         with EmbeddedServer(base_path, model_name=model_name, host=host, rest_port=rest_port,
                             grpc_port=grpc_port, poll_seconds=poll_seconds, max_body_bytes=max_body_bytes,
-                            num_versions=num_versions).start(wait_for_model=False) as server:
+                            num_versions=num_versions, batching=batching).start(wait_for_model=False) as server:
             print(f"kerasflow: serving '{model_name}' from {Path(base_path).resolve()}\n"
                   f"  REST {server.rest_url}/v1/models/{model_name}\n"
                   f"  gRPC {host}:{server.grpc_port}\n"

@@ -38,6 +38,16 @@ def find_model_server() -> str | None:
     return shutil.which(BINARY)
 
 
+def batching_flags(enable_batching: bool, batching_parameters_file: str | os.PathLike | None = None) -> list[str]:
+    """TF Serving's own batching flags; the parameters file is passed as is (same text format)."""
+    if not enable_batching:
+        return []
+    flags = ["--enable_batching=true"]
+    if batching_parameters_file:
+        flags.append(f"--batching_parameters_file={Path(batching_parameters_file).resolve()}")
+    return flags
+
+
 def model_server_command(
     base_path: str | os.PathLike,
     model_name: str,
