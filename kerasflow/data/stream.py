@@ -3,9 +3,10 @@
 One pandas pass in chunks checks every value (errors keep their file line),
 counts the splits and computes the training statistics. The datasets then
 work on blocks of lines, never on single lines: `TextLineDataset` lines are
-grouped in blocks, each block keeps the lines a seeded hash of their line
-numbers assigns to its split and is parsed at once with `decode_csv`; parsed
-blocks are cached, shuffled as blocks and regrouped into batches. A training
+grouped in blocks of `PARSE_LINES`, each block keeps the lines a seeded hash
+of their line numbers assigns to its split and is parsed at once with
+`decode_csv`; parsed rows are cut into blocks of `BLOCK_LINES`, cached,
+shuffled as blocks and regrouped into batches. A training
 batch is then made of `batch_size / BLOCK_LINES` random runs of consecutive
 lines drawn from a `shuffle_buffer` of lines.
 Supported: numeric and category features; category, binary and numeric targets.
@@ -26,8 +27,10 @@ from kerasflow.data.stats import category_vocabulary
 from kerasflow.spec.errors import Problem, SpecError
 
 CHUNK_ROWS = 200_000
-# Lines per block: small enough that a batch mixes many random places of the
-# file, large enough that per-block costs stay far below per-line ones.
+# Lines read and parsed at once (decode_csv's per-call cost, amortized), then
+# cut into blocks of BLOCK_LINES that are shuffled: small enough that a batch
+# mixes many random places of the file, large enough to cost far less than lines.
+PARSE_LINES = 2048
 BLOCK_LINES = 32
 
 
@@ -184,7 +187,7 @@ class _Reader:
         import tensorflow as tf
 
         spec = self.data_spec
-        block = BLOCK_LINES
+        block = PARSE_LINES
         blocks = tf.data.TextLineDataset(str(path)).skip(1).batch(block)
         if code is not None and any(self.carve.values()):
             seed, validation, test = self.seed, self.carve["validation"], self.carve["test"]
@@ -195,11 +198,11 @@ class _Reader:
 
             blocks = blocks.enumerate().map(keep, num_parallel_calls=tf.data.AUTOTUNE)
         parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=spec.deterministic)
-        ds = blocks.map(self._decode, **parallel)
+        ds = blocks.map(self._decode, **parallel).rebatch(BLOCK_LINES)
         if spec.cache is not False:  # parsed blocks: later epochs neither read nor parse
             ds = ds.cache() if spec.cache is True else ds.cache(f"{spec.cache}.{Path(path).stem}.{code}")
         if training:
-            ds = ds.shuffle(max(spec.shuffle_buffer // block, 2), seed=self.seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(max(spec.shuffle_buffer // BLOCK_LINES, 2), seed=self.seed, reshuffle_each_iteration=True)
         ds = ds.rebatch(batch_size)
         options = tf.data.Options()
         options.deterministic = spec.deterministic
