@@ -392,3 +392,19 @@ def test_registering_a_run_without_a_model_fails_clearly_and_leaves_no_empty_mod
         with pytest.raises(SpecError, match="no model to register as 'ghost'"):
             tracker.register(f"runs:/{tracker.run_id}/model", "ghost", objective="loss", mode="min", value=1.0)
     assert _client(tracker.uri).search_registered_models(filter_string="name = 'ghost'") == []
+
+
+def test_a_dead_tracking_worker_warns_and_training_goes_on(store, digits):
+    from kerasflow.track.worker import worker
+
+    x, y = digits
+    tracker = RunTracker({}, spec_dict=SPEC, run_dir=store / "run").start()
+    callback = tracker.keras_callback()
+    process = worker().proc
+    process.kill()
+    process.wait()
+    with pytest.warns(TrackingWarning):
+        history = _model().fit(x[:256], y[:256], epochs=2, verbose=0, callbacks=[callback])
+        tracker.set_tags({"a": "b"})
+        tracker.end()
+    assert len(history.history["loss"]) == 2

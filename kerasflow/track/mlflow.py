@@ -122,11 +122,19 @@ class RunTracker:
         return self.enabled and self.run_id is not None
 
     def _call(self, method: str, *args, wait: bool = True, **kwargs):
-        from kerasflow.track.worker import worker
+        from kerasflow.track.worker import WorkerError, worker
 
         w = worker()
         try:
             return w.call(self._id, method, *args, wait=wait, **kwargs)
+        except WorkerError as err:
+            if method in ("start", "register"):  # no training left to protect: the caller decides
+                raise
+            import warnings
+
+            # Tracking never breaks training: the run's files stay in its directory.
+            warnings.warn(f"MLflow {method} not done: {err}", TrackingWarning, stacklevel=3)
+            return None
         finally:
             if wait:
                 self.__dict__.update(w.state(self._id))
@@ -313,8 +321,8 @@ class RunTracker:
         """
         if mode not in ("max", "min"):
             raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
+        decision = {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
+                    "mode": mode, "value": value, "previous_version": None, "previous_value": None}
         if not self._live or not model_uri:
-            return {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
-                    "mode": mode, "value": value, "previous_version": None, "previous_value": None,
-                    "reason": "tracking disabled or model not logged"}
+            return {**decision, "reason": "tracking disabled or model not logged"}
         return self._call("register", model_uri, name, alias=alias, objective=objective, mode=mode, value=value)
