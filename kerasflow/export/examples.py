@@ -46,12 +46,13 @@ def example_endpoints(
     features = _example_features(specs, images)
     if features is None or not targets:
         return {}
-    signature = [tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]
+    # a dict, like every kerasflow endpoint: the function takes {"inputs": serialized}
+    signature = [{EXAMPLES_INPUT: tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)}]
 
-    def parse(serialized):
+    def parse(inputs):
         from kerasflow.data.images import decode_images
 
-        parsed = tf.io.parse_example(serialized, features)
+        parsed = tf.io.parse_example(inputs[EXAMPLES_INPUT], features)
         out = {}
         for name, spec in specs.items():
             if name in images:
