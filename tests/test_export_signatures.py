@@ -259,3 +259,22 @@ def test_predict_reads_a_folder_and_a_csv_of_image_files(images, tmp_path):
     empty.mkdir()
     res = CliRunner().invoke(cli, ["predict", str(images.train.run_dir), "--input", str(empty), "--output", str(out)])
     assert res.exit_code != 0 and "no image files" in res.output
+
+
+def test_serve_takes_an_uploaded_image_file(images, digits):
+    blobs = _encoded(images.x["image"][:3], "png")
+    want = images.keras({"image": _decoded(blobs)}, "label").argmax(axis=1).tolist()
+    with _serve(images) as server:
+        url = f"{server.rest_url}/v1/models/digits_cnn:upload"
+        raw = [requests.post(url, data=b, headers={"Content-Type": "image/png"}, timeout=60) for b in blobs]
+        assert [r.status_code for r in raw] == [200] * 3, raw[0].text
+        assert [r.json()["predictions"][0]["class_id"] for r in raw] == want
+        form = requests.post(url, files={"file": ("digit.png", blobs[0], "image/png")}, timeout=60)
+        assert form.status_code == 200, form.text
+        assert form.json()["predictions"][0]["class_id"] == want[0]
+        wrong = requests.post(url, data=b"{}", headers={"Content-Type": "application/json"}, timeout=60)
+        assert wrong.status_code == 400 and "unsupported Content-Type" in wrong.json()["error"]
+    with _serve(digits) as server:  # no image features: no serving_bytes signature
+        response = requests.post(f"{server.rest_url}/v1/models/digits:upload", data=blobs[0],
+                                 headers={"Content-Type": "image/png"}, timeout=60)
+        assert response.status_code == 400 and "serving_bytes" in response.json()["error"]
