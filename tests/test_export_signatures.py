@@ -213,8 +213,9 @@ def test_encoded_images_get_the_in_process_class_over_rest_and_grpc(images, fmt)
 
 
 def test_image_warmup_records_carry_real_encoded_images(images):
-    from kerasflow.export.warmup import WARMUP_FILE, read_warmup_requests
     import tensorflow as tf
+
+    from kerasflow.export.warmup import WARMUP_FILE, read_warmup_requests
 
     logs = read_warmup_requests(images.result.path / "assets.extra" / WARMUP_FILE)
     by_signature = {}
@@ -239,8 +240,9 @@ def test_predict_reads_a_folder_and_a_csv_of_image_files(images, tmp_path):
     want = [str(c) for c in images.keras({"image": _decoded(blobs)}, "label").argmax(axis=1)]
     by_file = dict(zip(map(str, paths), want))
 
-    from kerasflow.cli import cli
     from click.testing import CliRunner
+
+    from kerasflow.cli import cli
 
     out = tmp_path / "from_folder.csv"
     res = CliRunner().invoke(cli, ["predict", str(images.train.run_dir), "--input", str(folder), "--output", str(out)])
@@ -259,6 +261,16 @@ def test_predict_reads_a_folder_and_a_csv_of_image_files(images, tmp_path):
     empty.mkdir()
     res = CliRunner().invoke(cli, ["predict", str(images.train.run_dir), "--input", str(empty), "--output", str(out)])
     assert res.exit_code != 0 and "no image files" in res.output
+
+
+def test_predict_refuses_a_folder_for_a_model_without_image_input(digits, tmp_path):
+    from click.testing import CliRunner
+
+    from kerasflow.cli import cli
+
+    res = CliRunner().invoke(cli, ["predict", str(digits.train.run_dir), "--input", str(tmp_path),
+                                   "--output", str(tmp_path / "o.csv")])
+    assert res.exit_code != 0 and "folders of images work only for a model whose one input is an image" in res.output
 
 
 def test_serve_takes_an_uploaded_image_file(images, digits):

@@ -55,7 +55,7 @@ def encode_png(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def bytes_rows(rows: Mapping[str, np.ndarray], images: Mapping[str, tuple]) -> dict[str, np.ndarray]:
-    """Sample rows as `serving_bytes` takes them: image features PNG-encoded under `F_bytes`."""
-    return {(name + BYTES_SUFFIX if name in images else name): (encode_png(v) if name in images else v)
-            for name, v in rows.items()}
+def bytes_rows(rows: Mapping[str, np.ndarray], encoded: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sample rows as `serving_bytes` takes them: each image feature `F` replaced by `F_bytes`, its encoded images."""
+    return {(name + BYTES_SUFFIX if name in encoded else name): encoded.get(name, values)
+            for name, values in rows.items()}

@@ -120,16 +120,16 @@ def export_version(
     rows = signature.coerce_inputs(sample_inputs, specs)
     fn = signature.serving_function(model, target_info)
     image_sizes = _image_sizes(image_features, specs)
+    encoded = {k: images.encode_png(rows[k]) for k in image_sizes}  # real PNGs of the sample images
     endpoints = {SIGNATURE_NAME: (fn, [specs], None)}
     extra_rows = {}  # signature -> its sample rows, for warmup and parity
     if image_sizes:
         bytes_fn, bytes_signature = images.bytes_endpoint(fn, specs, image_sizes)
         endpoints[images.BYTES_SIGNATURE] = (bytes_fn, bytes_signature, None)
-        extra_rows[images.BYTES_SIGNATURE] = images.bytes_rows(rows, image_sizes)
+        extra_rows[images.BYTES_SIGNATURE] = images.bytes_rows(rows, encoded)
     targets = signature.example_targets(model, target_info)
     example_fns = examples.example_endpoints(fn, specs, targets, image_sizes)
     if example_fns:
-        encoded = {k: images.encode_png(rows[k]) for k in image_sizes}
         serialized = {examples.EXAMPLES_INPUT: examples.serialize_examples(rows, encoded)}
         endpoints.update(example_fns)
         extra_rows.update({name: serialized for name in example_fns})
