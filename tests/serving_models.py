@@ -5,6 +5,7 @@ model, a dict of outputs keyed by target name)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 DIGIT_NAMES = [str(i) for i in range(10)]
