@@ -23,6 +23,12 @@ def render(path: str | os.PathLike, overrides: Sequence[str] = ()) -> str:
 
     loaded = load_spec(path, overrides)
     data = loaded.spec.model_dump(mode="json", exclude_none=True)
+    model = loaded.spec.model
+    names = model.inputs if model.inputs is not None else list(loaded.spec.data.features)
+    graph = model.graph(default_input=names[0] if len(names) == 1 else None)
+    if model.nodes is None or list(graph) != list(model.nodes):  # `repeat` expanded: show the nodes it makes
+        data["model"].pop("sequential", None)
+        data["model"]["nodes"] = {name: node.model_dump(mode="json", exclude_none=True) for name, node in graph.items()}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
