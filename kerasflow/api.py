@@ -23,6 +23,12 @@ def render(path: str | os.PathLike, overrides: Sequence[str] = ()) -> str:
 
     loaded = load_spec(path, overrides)
     data = loaded.spec.model_dump(mode="json", exclude_none=True)
+    model = loaded.spec.model
+    names = model.inputs if model.inputs is not None else list(loaded.spec.data.features)
+    graph = model.graph(default_input=names[0] if len(names) == 1 else None)
+    if model.nodes is None or list(graph) != list(model.nodes):  # `repeat` expanded: show the nodes it makes
+        data["model"].pop("sequential", None)
+        data["model"]["nodes"] = {name: node.model_dump(mode="json", exclude_none=True) for name, node in graph.items()}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
@@ -124,6 +130,7 @@ def export(run_dir: str | os.PathLike, *, base_path: str | os.PathLike | None = 
         model, base, version=version or cfg.version, sample_inputs=data.sample_inputs(max(cfg.warmup_requests, 16), split),
         target_info=files.targets, metadata=metadata, warmup_requests=cfg.warmup_requests,
         keep=keep or cfg.keep, atol=cfg.atol, model_name=name,
+        image_features={n: (f.height, f.width, f.channels) for n, f in spec.data.features.items() if f.type == "image"},
     )
     if tfserving_config:
         write_tfserving_config(base, name, tfserving_config)
