@@ -245,6 +245,13 @@ def _set_trainable(model, nodes: list[str], stage) -> None:
 
     for patterns, trainable in ((stage.freeze, False), (stage.unfreeze, True)):
         for pattern in patterns:
+            if not isinstance(pattern, str):  # {node, top | layers}: part of a nested model (a backbone)
+                from kerasflow.model.backbones import set_top_trainable
+
+                for node in fnmatch.filter(nodes, pattern.node):
+                    for layer in node_layers(model, node):
+                        set_top_trainable(layer, pattern.top, pattern.layers)
+                continue
             for node in fnmatch.filter(nodes, pattern):
                 for layer in node_layers(model, node):
                     layer.trainable = trainable
