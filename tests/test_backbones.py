@@ -160,3 +160,26 @@ def test_cli_reports_offline_weights_without_traceback(offline, tmp_path):
 def test_invalid_backbones_are_spec_errors(tmp_path, fields, match):
     with pytest.raises(SpecError, match=match):
         load_spec(write_spec(tmp_path, fields))
+
+
+def test_unfreezing_by_layer_glob_keeps_batch_norm_frozen():
+    from kerasflow.model.backbones import set_top_trainable
+
+    app = keras.applications.MobileNetV3Small(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3))
+    app.trainable = False
+    count = set_top_trainable(app, pattern="expanded_conv_10*")
+    chosen = [layer for layer in app.layers if layer.name.startswith("expanded_conv_10")]
+    assert {layer.name for layer in app.layers if layer.trainable} == \
+        {layer.name for layer in chosen if not isinstance(layer, keras.layers.BatchNormalization)}
+    assert count == len([layer for layer in chosen if not isinstance(layer, keras.layers.BatchNormalization)]) > 0
+
+
+def test_unfreeze_mapping_needs_top_or_layers_and_a_node(tmp_path):
+    def problems(unfreeze: str) -> str:
+        stages = f"  stages:\n    - {{name: a, epochs: 1, freeze: [backbone]}}\n    - {{name: b, epochs: 1, unfreeze: {unfreeze}}}\n"
+        with pytest.raises(SpecError) as err:
+            load_spec(write_spec(tmp_path, "application: MobileNetV3Small, weights: null", stages=stages))
+        return str(err.value)
+
+    assert "training.stages[1].unfreeze[0]: expected `top: N` or `layers: <glob>`" in problems("[{node: backbone}]")
+    assert "training.stages[1].unfreeze[0]: `backbon` matches no node" in problems("[{node: backbon, top: 3}]")

@@ -211,6 +211,14 @@ class UnfreezeLayers(SpecModel):
         return self
 
 
+# A node glob, or a mapping for part of a nested model: told apart by shape, so an
+# invalid mapping reports its own problem only (not also "expected a string").
+UnfreezeEntry = Annotated[
+    Union[Annotated[str, Tag(TAG_PREFIX + "glob")], Annotated[UnfreezeLayers, Tag(TAG_PREFIX + "layers")]],
+    Discriminator(lambda v: TAG_PREFIX + ("glob" if isinstance(v, str) else "layers")),
+]
+
+
 class Stage(SpecModel):
     """One fit() call with its own epochs, optimizer, callbacks and frozen nodes."""
 
@@ -219,7 +227,7 @@ class Stage(SpecModel):
     optimizer: Optimizer = Field(default_factory=Optimizer, description="This stage's optimizer (a fresh one).")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="Callbacks of this stage.")
     freeze: list[str] = Field(default_factory=list, description="Node-name globs whose weights are frozen.")
-    unfreeze: list[str | UnfreezeLayers] = Field(
+    unfreeze: list[UnfreezeEntry] = Field(
         default_factory=list, description="Node-name globs made trainable again, or {node, top: N | layers: glob} "
         "for the top layers of a nested model (a backbone).")
     batch_size: Tunable[Count] | None = Field(None, description="Overrides data.batch_size for this stage.")

@@ -181,7 +181,8 @@ def _train(loaded, run_dir: Path, state: dict, data, strategy, tracker, quiet: b
         # Early stopping may end a stage sooner; a restored backup may have done every epoch.
         end = max([start - 1, (model._initial_epoch or 0) - 1] + list(history.epoch)) + 1
         _save_stage_weights(model, run_dir, stage.name)
-        state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end}
+        state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end,
+                                       "trainable_params": sum(int(w.numpy().size) for w in model.trainable_weights)}
         state["epoch"] = end
         rd.write_json(run_dir / rd.STATE_FILE, state)
         _remove_backup(backup_dir(run_dir, stage.name))
