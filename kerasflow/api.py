@@ -17,12 +17,21 @@ def validate(path: str | os.PathLike, overrides: Sequence[str] = ()) -> LoadedSp
     return load_spec(path, overrides)
 
 
-def render(path: str | os.PathLike, overrides: Sequence[str] = ()) -> str:
-    """The fully resolved spec, defaults filled in, as YAML."""
+def render(path: str | os.PathLike, overrides: Sequence[str] = (), explicit: bool = False) -> str:
+    """The fully resolved spec, defaults filled in, as YAML.
+
+    An `auto` model is written as its `auto:` choices, or with `explicit` as
+    the ordinary `model.nodes` graph it expands to (same layers, same names:
+    it builds and trains the same model)."""
     import yaml
 
     loaded = load_spec(path, overrides)
     data = loaded.spec.model_dump(mode="json", exclude_none=True)
+    model = loaded.spec.model
+    if model.auto is not None:
+        # Values equal to their defaults are left out, so a null that differs from its default stays.
+        drop = {"auto"} if explicit else {"nodes", "outputs"}
+        data["model"] = model.model_dump(mode="json", exclude_defaults=True, exclude=drop)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 

@@ -18,7 +18,8 @@ from kerasflow.spec.errors import SpecError
 PIPELINES = REPO / "pipelines"
 NEEDS_NETWORK = {"mnist_mlp.yaml", "imdb_lstm.yaml"}
 # Trained by their own tests (ImageNet weights replaced by `weights: null` offline).
-TESTED_ELSEWHERE = {"digits_finetune.yaml"}  # tests/test_finetune.py
+TESTED_ELSEWHERE = {"digits_finetune.yaml",  # tests/test_finetune.py
+                    "breast_cancer_auto.yaml", "digits_auto.yaml"}  # tests/test_auto_models.py
 
 
 def kerasflow(*args, cwd):
