@@ -27,12 +27,33 @@ def render(path: str | os.PathLike, overrides: Sequence[str] = (), explicit: boo
 
     loaded = load_spec(path, overrides)
     data = loaded.spec.model_dump(mode="json", exclude_none=True)
+    _keep_meaningful_nulls(loaded.spec, data)
     model = loaded.spec.model
     if model.auto is not None:
         # Values equal to their defaults are left out, so a null that differs from its default stays.
         drop = {"auto"} if explicit else {"nodes", "outputs"}
         data["model"] = model.model_dump(mode="json", exclude_defaults=True, exclude=drop)
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _keep_meaningful_nulls(value, dumped) -> None:
+    """Put back the nulls `exclude_none` dropped where null is not the default
+    (e.g. a backbone's `weights: null`), so the rendered spec means the same."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        for name, field in type(value).model_fields.items():
+            item = getattr(value, name)
+            if item is None and field.default is not None and field.default_factory is None:
+                dumped[name] = None
+            elif name in dumped:
+                _keep_meaningful_nulls(item, dumped[name])
+    elif isinstance(value, (list, tuple)) and isinstance(dumped, list):
+        for item, out in zip(value, dumped):
+            _keep_meaningful_nulls(item, out)
+    elif isinstance(value, dict) and isinstance(dumped, dict):
+        for key, item in value.items():
+            _keep_meaningful_nulls(item, dumped.get(key))
 
 
 def json_schema() -> dict:

@@ -183,3 +183,11 @@ def test_unfreeze_mapping_needs_top_or_layers_and_a_node(tmp_path):
 
     assert "training.stages[1].unfreeze[0]: expected `top: N` or `layers: <glob>`" in problems("[{node: backbone}]")
     assert "training.stages[1].unfreeze[0]: `backbon` matches no node" in problems("[{node: backbon, top: 3}]")
+
+
+def test_render_keeps_weights_null(tmp_path):
+    from kerasflow import api
+
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(api.render(write_spec(tmp_path, "application: MobileNetV3Small, weights: null")))
+    assert load_spec(rendered).spec.model.nodes["backbone"].weights is None
