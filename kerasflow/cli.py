@@ -60,6 +60,18 @@ def _writable_file(ctx, param, value):
     return value
 
 
+def _allow_imports(ctx, param, value) -> None:
+    if value:
+        from kerasflow.spec.imports import allow_imports
+
+        allow_imports()
+
+
+allow_imports_option = click.option(
+    "--allow-imports", is_flag=True, expose_value=False, is_eager=True, callback=_allow_imports,
+    help="Import the spec's model.imports (runs their code; env KERASFLOW_ALLOW_IMPORTS=1 does the same).",
+)
+
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a spec value by dotted path, e.g. --set training.stages.0.epochs=5 (repeatable).",
@@ -76,10 +88,12 @@ def cli(debug) -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @set_option
+@allow_imports_option
 @_reports_errors
 def validate(files, overrides) -> None:
     """Check spec FILES; print every problem with file:line:col."""
     from kerasflow import api
+    from kerasflow.spec.checks import spec_warnings
 
     problems = []
     for f in files:
@@ -89,6 +103,8 @@ def validate(files, overrides) -> None:
             problems.extend(exc.problems)
             continue
         click.echo(f"ok  {f}  ({loaded.spec.name}, spec hash {loaded.hash})")
+        for warning in spec_warnings(loaded.spec, loaded.locs):
+            click.echo(click.style("warning: ", fg="yellow", bold=True) + warning.format(), err=True)
     if problems:
         raise SpecError(problems)
 
@@ -96,6 +112,7 @@ def validate(files, overrides) -> None:
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @set_option
+@allow_imports_option
 @click.option("--explicit", is_flag=True, help="Write an `auto` model as the model.nodes graph it expands to.")
 @_reports_errors
 def render(file, overrides, explicit) -> None:
@@ -140,6 +157,7 @@ def init(name, template, directory) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @set_option
 @click.option("--plot", type=click.Path(dir_okay=False), callback=_writable_file, help="Draw the graph to this PNG (needs pydot + graphviz).")
+@allow_imports_option
 @_reports_errors
 def plan(file, overrides, plot) -> None:
     """Build the model without data: Keras summary, shapes, memory, one-step timing."""
@@ -157,6 +175,7 @@ def plan(file, overrides, plot) -> None:
 @click.option("--workers", metavar="HOST:PORT,...",
               help="multi_worker: every worker's address, the same list on each (default: TF_CONFIG).")
 @click.option("--worker-index", type=click.IntRange(min=0), help="multi_worker: this process's index in --workers (0 is the chief).")
+@allow_imports_option
 @_reports_errors
 def train(file, overrides, run_dir, resume, quiet, workers, worker_index) -> None:
     """Train FILE's model on its data through its stages."""
@@ -179,6 +198,7 @@ def train(file, overrides, run_dir, resume, quiet, workers, worker_index) -> Non
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "validation", "test"]))
+@allow_imports_option
 @_reports_errors
 def evaluate(run_dir, split) -> None:
     """Metrics of a trained RUN_DIR on a split (per-class for classification)."""
@@ -194,6 +214,7 @@ def evaluate(run_dir, split) -> None:
               help="CSV, Parquet or JSONL of raw feature rows.")
 @click.option("--output", "output_file", required=True, type=click.Path(dir_okay=False),
               help="Where predictions go (format from the extension).")
+@allow_imports_option
 @_reports_errors
 def predict(run_dir, input_file, output_file) -> None:
     """Predict rows of INPUT with a trained RUN_DIR."""
@@ -214,6 +235,7 @@ def predict(run_dir, input_file, output_file) -> None:
 @click.option("--chief-address", help="HOST:PORT of the chief (workers).")
 @click.option("--worker-id", callback=_safe_name, help="A unique id for this worker (a plain name).")
 @click.option("--quiet", is_flag=True)
+@allow_imports_option
 @_reports_errors
 def tune(file, overrides, run_dir, restart, chief, worker, port, chief_address, worker_id, quiet) -> None:
     """Search FILE's `tune:` markers with KerasTuner; writes best.yaml."""
@@ -238,6 +260,7 @@ def tune(file, overrides, run_dir, restart, chief, worker, port, chief_address, 
 @click.option("--version", type=click.IntRange(min=1), help="Version number (default: next integer).")
 @click.option("--keep", type=click.IntRange(min=1), help="Keep only the newest N versions (at least 1).")
 @click.option("--tfserving-config", type=click.Path(dir_okay=False), callback=_writable_file, help="Also write a model_config_list file.")
+@allow_imports_option
 @_reports_errors
 def export(run_dir, base_path, version, keep, tfserving_config) -> None:
     """Export a trained RUN_DIR as a SavedModel version for TF Serving."""
@@ -306,6 +329,7 @@ def ui(uri, host, port) -> None:
 @click.option("--from", "start", help="Start at this stage.")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Pipeline directory (default runs/<name>/pipeline/).")
 @click.option("--quiet", is_flag=True)
+@allow_imports_option
 @_reports_errors
 def run(pipeline, overrides, only, start, run_dir, quiet) -> None:
     """Run PIPELINE's stages in order, reusing stages whose inputs are unchanged."""

@@ -61,7 +61,7 @@ CASES: list[tuple[str, dict, str, str]] = [
     ("root-missing-data", {"drop": ["data"]}, "data", "missing required key `data`"),
     ("root-bad-version", {"set": {"kerasflow": 2}}, "kerasflow", "invalid value"),
     ("root-missing-version", {"drop": ["kerasflow"]}, "kerasflow", "missing required key"),
-    ("root-bad-name", {"set": {"name": "has space"}}, "name", "invalid value"),
+    ("root-bad-name", {"set": {"name": "has space"}}, "name", "usable as one path component"),
     ("root-seed-type", {"set": {"seed": "abc"}}, "seed", "valid integer"),
     ("root-bad-stage", {"set": {"stages": ["validate", "trian"]}}, "stages[1]", "did you mean `train`"),
     # --- data

@@ -259,6 +259,10 @@ def test_model_imports_are_the_only_code_a_spec_runs(tmp_path, monkeypatch):
     (tmp_path / "kf_custom_layers.py").write_text("LOADED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     model = "model:\n  imports: [kf_custom_layers]\n  sequential:\n    - {layer: dense, units: 2}\n"
+    with pytest.raises(SpecError, match=r"model\.imports\[0\]: importing `kf_custom_layers` would run its code"):
+        build_model(load_spec(write_spec(tmp_path, model, ["vec"])))  # no consent: refused
+    assert "kf_custom_layers" not in sys.modules
+    monkeypatch.setenv("KERASFLOW_ALLOW_IMPORTS", "1")
     build_model(load_spec(write_spec(tmp_path, model, ["vec"])))
     assert sys.modules["kf_custom_layers"].LOADED
 

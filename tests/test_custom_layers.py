@@ -59,17 +59,45 @@ def kerasflow(tmp_path, env, *args):
 
 def test_custom_layer_validates_and_builds_when_imported(tmp_path):
     env = _setup(tmp_path, with_imports=True)
-    res = kerasflow(tmp_path, env, "validate", "spec.yaml")
+    res = kerasflow(tmp_path, env, "validate", "--allow-imports", "spec.yaml")
     assert res.returncode == 0, res.stderr
-    res = kerasflow(tmp_path, env, "plan", "spec.yaml")
+    res = kerasflow(tmp_path, env, "plan", "--allow-imports", "spec.yaml")
     assert res.returncode == 0, res.stderr
     assert "ScaledTanh" in res.stdout and "scaled_tanh" in res.stdout
 
 
 def test_custom_layer_params_are_checked(tmp_path):
     env = _setup(tmp_path, with_imports=True, scale="-2.0")
-    res = kerasflow(tmp_path, env, "validate", "spec.yaml")
+    res = kerasflow(tmp_path, {**env, "KERASFLOW_ALLOW_IMPORTS": "1"}, "validate", "spec.yaml")
     assert res.returncode == 2 and "model.nodes.h2.scale" in res.stderr and "greater than 0" in res.stderr
+
+
+def test_imports_are_not_run_without_consent(tmp_path):
+    """Security: `model.imports: [module]` never imports (runs) the module
+    unless the user opts in; validate checks the rest and says what it skipped."""
+    env = _setup(tmp_path, with_imports=True)
+    marker = tmp_path / "imported"
+    (tmp_path / "my_layers.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                           + textwrap.dedent(SCHEMA_MODULE))
+    res = kerasflow(tmp_path, env, "validate", "spec.yaml")
+    assert res.returncode == 0, res.stderr
+    assert "model.nodes.h2: not checked: layer `scaled_tanh` is not registered" in res.stderr
+    assert "--allow-imports" in res.stderr and not marker.exists()
+    res = kerasflow(tmp_path, env, "plan", "spec.yaml")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "spec.yaml:" in res.stderr and "model.imports[0]: importing `my_layers` would run its code" in res.stderr
+    assert not marker.exists()
+    res = kerasflow(tmp_path, env, "plan", "--allow-imports", "spec.yaml")
+    assert res.returncode == 0, res.stderr
+    assert marker.exists()
+
+
+def test_unchecked_node_still_has_its_wiring_checked(tmp_path):
+    env = _setup(tmp_path, with_imports=True)
+    (tmp_path / "spec.yaml").write_text((tmp_path / "spec.yaml").read_text().replace(
+        "{layer: scaled_tanh, input: h1,", "{layer: scaled_tanh, input: h9,"))
+    res = kerasflow(tmp_path, env, "validate", "spec.yaml")
+    assert res.returncode == 2 and "model.nodes.h2.input" in res.stderr and "`h9` is neither an input nor a node" in res.stderr
 
 
 def test_nothing_is_imported_without_model_imports(tmp_path):
@@ -81,6 +109,6 @@ def test_nothing_is_imported_without_model_imports(tmp_path):
 def test_missing_import_module_is_a_spec_error(tmp_path):
     env = _setup(tmp_path, with_imports=True)
     (tmp_path / "spec.yaml").write_text((tmp_path / "spec.yaml").read_text().replace("[my_layers]", "[no_such_mod]"))
-    res = kerasflow(tmp_path, env, "validate", "spec.yaml")
+    res = kerasflow(tmp_path, env, "validate", "--allow-imports", "spec.yaml")
     assert res.returncode == 2 and "model.imports[0]: cannot import `no_such_mod`" in res.stderr
     assert "Traceback" not in res.stderr

@@ -108,6 +108,7 @@ GALLERY = {
     "seq2seq_transformer.yaml": (["training.stages.0.epochs=3", "data.source.samples=6000"], "test_accuracy", 0.5),
     "digits_mlp_tuned.yaml": (["training.stages.0.epochs=4", "tuning.max_trials=2", "tuning.tuner=random"],
                               "test_accuracy", 0.9),
+    "digits_block_search.yaml": (["training.stages.0.epochs=4", "tuning.max_trials=2"], "test_accuracy", 0.9),
 }
 
 

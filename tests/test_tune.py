@@ -157,25 +157,30 @@ def test_grid_enumerates_a_conditional_space_once_and_inactive_params_stay_unset
 
 
 def test_failing_trials_are_marked_failed_and_the_search_completes(tmp_path):
-    # kernel_size 9 does not fit an 8-step sequence (a shape error); lr 1e30 makes the loss NaN.
+    # kernel_size 9 does not fit an 8-step sequence (a shape error); `exponential` of activations scaled
+    # by 100 overflows to inf and makes the loss NaN (the schema keeps learning rates <= 10, so a huge
+    # rate can no longer do it).
+    act = "model.nodes.h2.activation"
     nodes = {
         "grid": {"layer": "reshape", "input": "pixels", "target_shape": [8, 8]},
         "conv": {"layer": "conv1d", "input": "grid", "filters": 8, "activation": "relu",
                  "kernel_size": {"tune": "choice", "values": [3, 9]}},
-        "h2": {"layer": "flatten", "input": "conv"},
+        "flat": {"layer": "flatten", "input": "conv"},
+        "boost": {"layer": "rescaling", "input": "flat", "scale": 100.0},
+        "h2": {"layer": "activation", "input": "boost", "activation": {"tune": "choice", "values": ["relu", "exponential"]}},
     }
-    path = write_spec(tmp_path, "failing", lr={"tune": "choice", "values": [1e-2, 1e30]}, nodes=nodes,
+    path = write_spec(tmp_path, "failing", lr=1e-2, nodes=nodes,
                       tuning={"tuner": "grid", "objective": "val_accuracy", "max_consecutive_failed_trials": 4})
     result = run(path, tmp_path / "run")
-    rows = {(r["values"]["model.nodes.conv.kernel_size"], r["values"][LR]): r for r in result.trials}
-    assert set(rows) == {(3, 1e-2), (3, 1e30), (9, 1e-2), (9, 1e30)}
-    assert rows[(3, 1e-2)]["status"] == "COMPLETED"
-    for key in [(9, 1e-2), (9, 1e30)]:
+    rows = {(r["values"]["model.nodes.conv.kernel_size"], r["values"][act]): r for r in result.trials}
+    assert set(rows) == {(3, "relu"), (3, "exponential"), (9, "relu"), (9, "exponential")}
+    assert rows[(3, "relu")]["status"] == "COMPLETED"
+    for key in [(9, "relu"), (9, "exponential")]:
         assert rows[key]["status"] == "FAILED" and "conv" in rows[key]["message"]
-    assert rows[(3, 1e30)]["status"] == "FAILED" and "nan" in rows[(3, 1e30)]["message"].lower()
+    assert rows[(3, "exponential")]["status"] == "FAILED" and "nan" in rows[(3, "exponential")]["message"].lower()
     trials = json.loads((tmp_path / "run" / "keras_tuner" / "oracle.json").read_text())["end_order"]
     assert len(trials) == 4  # the search went on after each failure
-    assert result.best_values == {"model.nodes.conv.kernel_size": 3, LR: 1e-2}
+    assert result.best_values == {"model.nodes.conv.kernel_size": 3, act: "relu"}
 
     # The project belongs to this search space: another space cannot resume it.
     changed = write_spec(tmp_path, "failing", lr={"tune": "choice", "values": [1e-2, 1e-3]}, nodes=nodes,

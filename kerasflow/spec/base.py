@@ -9,6 +9,7 @@ finite. Bounds below are generous but keep absurd values (`units: 10**12`,
 
 import functools
 import math
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -69,6 +70,31 @@ MAX_FACTOR = 1e6
 PositiveFactor = Annotated[float, Field(gt=0, le=MAX_FACTOR)]
 NonNegativeFactor = Annotated[float, Field(ge=0, le=MAX_FACTOR)]
 Scale = Annotated[float, Field(ge=-MAX_FACTOR, le=MAX_FACTOR)]
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_UNSAFE_LABEL = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def _safe_name(value: str) -> str:
+    if not _SAFE_NAME.fullmatch(value):
+        raise ValueError("expected a name usable as one path component: letters, digits, `_`, `.` and `-`, "
+                         f"starting with a letter or digit, at most 100 characters; received {value!r}")
+    return value
+
+
+def _safe_label(value: str) -> str:
+    if not value.strip() or value.startswith(".") or len(value) > 100 or _UNSAFE_LABEL.search(value):
+        raise ValueError("expected a name usable as one path component: not empty, no `/`, `\\` or control "
+                         f"characters, not starting with `.`, at most 100 characters; received {value!r}")
+    return value
+
+
+# Names that become a directory or file name (runs/<name>, checkpoints/<stage>...):
+# never `..`, `/`, a hidden file or empty.
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+# The same for names users like to write in prose (MLflow experiments, run names).
+SafeLabel = Annotated[str, AfterValidator(_safe_label)]
 
 
 Sampling = Literal["linear", "log", "reverse_log"]
@@ -177,7 +203,7 @@ def _check_marker_against(tp: Any):
 
     def check(marker):
         if isinstance(marker, TuneChoice):
-            candidates = [v for v in marker.values if not isinstance(v, dict)]
+            candidates = marker.values
         elif isinstance(marker, (TuneInt, TuneFloat)):
             candidates = [marker.min, marker.max]
         else:
@@ -207,3 +233,30 @@ class _TunableFactory:
 
 
 Tunable = _TunableFactory()
+
+
+def _choice_tag(value: Any) -> str:
+    return TUNE_TAG if is_marker(value) or isinstance(value, TuneChoice) else VALUE_TAG
+
+
+@functools.lru_cache(maxsize=None)
+def choice_of(tp: Any, name: str) -> type[TuneChoice]:
+    """`{tune: choice, values: [...]}` whose every value is validated as `tp`
+    (a conditional sub-space: markers inside a value are searched only while
+    it is chosen)."""
+    from pydantic import create_model
+
+    return create_model(
+        f"ChoiceOf{name}", __base__=TuneChoice, __doc__=f"`tune: choice` between whole {name} mappings.",
+        values=(list[tp], Field(min_length=1, description=f"The alternatives, each a full {name}.")),
+        default=(tp | None, Field(None, description="The alternative tried first (default: the first).")),
+    )
+
+
+def Choosable(tp: Any, name: str) -> Any:
+    """A mapping field (`optimizer`, `kernel_regularizer`, ...) that also accepts
+    `{tune: choice, values: [mapping, mapping, ...]}`."""
+    return Annotated[
+        Union[Annotated[tp, Tag(VALUE_TAG)], Annotated[choice_of(tp, name), Tag(TUNE_TAG)]],
+        Discriminator(_choice_tag),
+    ]

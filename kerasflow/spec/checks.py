@@ -1,12 +1,18 @@
 """Checks that span several fields: graph references and cycles, outputs vs
-targets, unique stage names, the tuning objective."""
+targets, losses/metrics/output widths vs targets, unique stage names, the
+tuning objective; and the warnings about declared but unused nodes and
+features (kept warnings: a branch left out while experimenting is legitimate,
+and `kerasflow plan` shows it too)."""
 
 from __future__ import annotations
 
 import fnmatch
 from typing import Any
 
-from kerasflow.spec.errors import Locations, Problem, did_you_mean, locate
+from kerasflow.spec.errors import Locations, Problem, did_you_mean, join_path, locate
+from kerasflow.spec.imports import HOW_TO_ALLOW
+from kerasflow.spec.registry import NodeChoice, UncheckedNode, alternatives
+from kerasflow.spec.target_checks import check_losses_and_metrics, check_output_units
 
 
 def cross_check(spec: Any, locs: Locations) -> list[Problem]:
@@ -14,10 +20,11 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
     problems: list[Problem] = []
 
     def add(path: tuple, message: str, **kw) -> None:
-        dotted = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
-        problems.append(Problem(path=dotted, message=message, location=locate(locs, path), **kw))
+        problems.append(Problem(path=join_path(path), message=message, location=locate(locs, path), **kw))
 
     features = list(spec.data.features)
+    if "" in features:
+        add(("data", "features", ""), "empty feature name", hint="give the feature a name (it names a model input)")
     targets = [t.name for t in spec.data.targets()]
     model = spec.model
     inputs = model.inputs if model.inputs is not None else features
@@ -35,14 +42,18 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
 
     known = set(inputs) | set(graph)
     for name, node in graph.items():
+        if name == "":
+            add(node_path(name), "empty node name", hint="give the node a name (it names its Keras layer)")
         if name in inputs:
             add(node_path(name), f"node name `{name}` is also an input feature; rename the node")
-        refs = node.references()
-        if not refs:
-            add(node_path(name), f"node `{name}` has no input", hint="add `input: <feature or node>`")
-        for field, ref in refs:
-            if ref not in known:
-                add(node_path(name) + (field.split("[")[0],), f"`{ref}` is neither an input nor a node",
+        for i, option in enumerate(alternatives(node)):
+            where = node_path(name) + (("values", i) if isinstance(node, NodeChoice) else ())
+            if not option.references():
+                add(where, f"node `{name}` has no input", hint="add `input: <feature or node>`")
+            for field, ref in option.references():
+                if ref in known:
+                    continue
+                add(where + (field.split("[")[0],), f"`{ref}` is neither an input nor a node",
                     expected="one of: " + ", ".join(sorted(known - {name})),
                     hint=did_you_mean(ref, sorted(known - {name})))
 
@@ -75,6 +86,9 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
             if not isinstance(outputs, str) and tname not in mapping:
                 add(("model", "outputs"), f"target `{tname}` has no output node",
                     hint=f"add `{tname}: <node>` under model.outputs")
+
+    check_output_units(spec, _output_nodes(spec, graph, targets), graph, node_path, add)
+    check_losses_and_metrics(spec, add)
 
     training = spec.training
     for key, what in (("loss", training.loss), ("metrics", training.metrics), ("loss_weights", training.loss_weights)):
@@ -139,3 +153,52 @@ def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
             if found:
                 return list(reversed(found))
     return None
+
+
+def _output_nodes(spec: Any, graph: dict, targets: list[str]) -> dict[str, str]:
+    """Target -> output node, as the builder wires them."""
+    outputs = spec.model.outputs
+    if outputs is None:
+        return {targets[0]: list(graph)[-1]} if targets and graph else {}
+    return {targets[0]: outputs} if isinstance(outputs, str) else dict(outputs)
+
+
+def spec_warnings(spec: Any, locs: Locations) -> list[Problem]:
+    """Nodes no output depends on, and features no node reads: the data is
+    still loaded and the layers still declared, so say so."""
+    model = spec.model
+    features = list(spec.data.features)
+    inputs = model.inputs if model.inputs is not None else features
+    graph = model.graph(default_input=inputs[0] if len(inputs) == 1 else None)
+    section = "nodes" if model.nodes is not None else "sequential"
+    keys = list(graph)
+    targets = [t.name for t in spec.data.targets()]
+    used, todo = set(), [n for n in _output_nodes(spec, graph, targets).values() if n in graph]
+    while todo:
+        name = todo.pop()
+        if name in used:
+            continue
+        used.add(name)
+        todo += [ref for _, ref in graph[name].references() if ref in graph]
+    read = {ref for name in used for _, ref in graph[name].references()}
+    out = []
+    for name, node in graph.items():
+        if isinstance(node, UncheckedNode):
+            kind = "layer" if node.layer is not None else "block"
+            path = ("model", "nodes", name) if section == "nodes" else ("model", "sequential", keys.index(name))
+            out.append(Problem(path=join_path(path), message=f"not checked: {kind} `{node.layer or node.block}` is "
+                               "not registered; model.imports may register it but were not imported",
+                               location=locate(locs, path), hint=HOW_TO_ALLOW))
+    for name in graph:
+        if name not in used:
+            path = ("model", "nodes", name) if section == "nodes" else ("model", "sequential", keys.index(name))
+            out.append(Problem(path=join_path(path), message=f"node `{name}` is not used by any output",
+                               location=locate(locs, path), hint="wire it into an output, or remove it"))
+    for name in features:
+        if name not in read:
+            path = ("data", "features", name)
+            where = "model.inputs" if name not in inputs else "any node used by an output"
+            out.append(Problem(path=join_path(path), message=f"feature `{name}` is not read by {where}",
+                               location=locate(locs, path),
+                               hint="it is still loaded and preprocessed: remove it, or use it"))
+    return out

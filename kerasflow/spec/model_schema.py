@@ -5,7 +5,7 @@ from pydantic import Field, model_validator
 
 from kerasflow.spec.auto import AutoSpec
 from kerasflow.spec.base import SpecModel
-from kerasflow.spec.registry import Node, NodeSpec
+from kerasflow.spec.registry import Node, NodeChoice, NodeSpec
 
 
 class ModelSpec(SpecModel):
@@ -20,7 +20,9 @@ class ModelSpec(SpecModel):
     auto: AutoSpec | None = Field(
         None, description="A model chosen from the feature and target types (expanded into `nodes` at validation).")
     imports: list[str] = Field(
-        default_factory=list, description="Python modules with custom registered layers (opt-in; nothing else is imported)."
+        default_factory=list, description="Python modules registering custom layers or blocks. Importing runs "
+        "their code, so it needs --allow-imports (or KERASFLOW_ALLOW_IMPORTS=1); without it `validate` checks "
+        "everything else and lists the nodes it could not check, and the verbs that build a model refuse."
     )
 
     @model_validator(mode="after")
@@ -38,10 +40,20 @@ class ModelSpec(SpecModel):
         out: dict[str, NodeSpec] = {}
         prev = default_input
         for i, node in enumerate(self.sequential or []):
-            kind = getattr(node, "layer", None) or getattr(node, "block")
-            name = node.name or f"{kind}_{i}"
-            if node.input is None and node.inputs is None and prev is not None:
-                node = node.model_copy(update={"input": prev})
+            if isinstance(node, NodeChoice):
+                name = f"choice_{i}"
+                if prev is not None:  # each alternative reads the previous node, unless it says otherwise
+                    node = node.model_copy(update={"values": [_reading(v, prev) for v in node.values]})
+            else:
+                name = node.name or f"{getattr(node, 'layer', None) or getattr(node, 'block')}_{i}"
+                if prev is not None:
+                    node = _reading(node, prev)
             out[name] = node
             prev = name
         return out
+
+
+def _reading(node: NodeSpec, prev: str) -> NodeSpec:
+    if node.input is None and node.inputs is None:
+        return node.model_copy(update={"input": prev})
+    return node

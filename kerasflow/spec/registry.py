@@ -15,10 +15,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal, Union
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
+from pydantic import ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationInfo
 from pydantic_core import PydanticCustomError, core_schema
 
-from kerasflow.spec.base import SpecModel
+from kerasflow.spec.base import SpecModel, TuneChoice, is_marker
 
 Kind = Literal["layer", "block"]
 
@@ -141,12 +141,35 @@ def node_entry(value: Any) -> Entry | None:
     return None
 
 
-def validate_node(value: Any, info: ValidationInfo) -> NodeSpec:
-    """Validate one raw node against the schema of the type it names."""
-    if isinstance(value, NodeSpec):
+class UncheckedNode(NodeSpec):
+    """A node of a type no module registered, kept (wiring checked, parameters
+    not) because the spec's `model.imports` may register it and were not
+    imported: validation then checks everything else without running them."""
+
+    model_config = ConfigDict(extra="allow")
+    layer: str | None = None
+    block: str | None = None
+
+
+UNCHECKED_TYPES = "unchecked_types"  # validation context key: keep unknown types as UncheckedNode
+
+
+def validate_node(value: Any, info: ValidationInfo) -> Any:
+    """Validate one raw node against the schema of the type it names (or a
+    `tune: choice` between whole nodes)."""
+    if isinstance(value, (NodeSpec, NodeChoice)):
         return value
+    if is_marker(value):
+        if value.get("tune") != "choice":
+            raise PydanticCustomError("node_marker", "a whole node is tuned with `tune: choice` over nodes, "
+                                      "received `tune: {kind}`", {"kind": str(value.get("tune"))})
+        return NodeChoice.model_validate(value, context=info.context)
     entry = node_entry(value)
     if entry is None:
+        context = info.context if isinstance(info.context, dict) else {}
+        kind = next((k for k in ("layer", "block") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
+        if context.get(UNCHECKED_TYPES) and kind is not None:
+            return UncheckedNode.model_validate(value, context=info.context)
         raise PydanticCustomError(UNKNOWN_NODE, "unknown node type")
     # A ValidationError raised here keeps its errors, located under this node.
     return entry.params.model_validate(value, context=info.context)
@@ -160,10 +183,10 @@ class _NodeByType:
         return core_schema.with_info_plain_validator_function(validate_node)
 
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
-        if _describing:  # a node inside a node's schema (residual chains): stop the recursion there
-            return {"type": "object", "description": "A node: {layer: ...} or {block: ...}."}
+        if _describing:  # a node inside a node's schema (residual chains, choices): stop the recursion there
+            return {"type": "object", "description": "A node: {layer: ...}, {block: ...} or {tune: choice, ...}."}
         layers, blocks = load_all()
-        members = [e.params for e in layers.values()] + [e.params for e in blocks.values()]
+        members = [e.params for e in layers.values()] + [e.params for e in blocks.values()] + [NodeChoice]
         _describing.append(True)
         try:
             return handler(TypeAdapter(Union[tuple(members)]).core_schema)
@@ -176,3 +199,23 @@ _describing: list[bool] = []
 
 Node = Annotated[NodeSpec, _NodeByType()]
 """A graph node of any registered layer or block type."""
+
+
+class NodeChoice(TuneChoice):
+    """`tune: choice` between whole nodes (layers or blocks): the search picks
+    one; markers inside an alternative are searched only while it is chosen."""
+
+    values: list[Node] = Field(min_length=1, description="The alternatives, each a full node with its own `input`.")
+    default: Node | None = Field(None, description="The alternative tried first (default: the first).")
+
+    def input_names(self) -> list[str]:
+        """Every name some alternative reads, in order."""
+        return list(dict.fromkeys(n for node in self.values for n in node.input_names()))
+
+    def references(self) -> list[tuple[str, str]]:
+        return [(f"values[{i}].{field}", ref) for i, node in enumerate(self.values) for field, ref in node.references()]
+
+
+def alternatives(node: Any) -> list:
+    """The nodes a graph node may be: itself, or each value of a node choice."""
+    return list(node.values) if isinstance(node, NodeChoice) else [node]

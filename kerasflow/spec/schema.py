@@ -8,13 +8,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from kerasflow.spec.auto import AutoSpec, expand
-from kerasflow.spec.base import Seed, SpecModel
+from kerasflow.spec.base import SafeName, Seed, SpecModel
 from kerasflow.spec.checks import cross_check
 from kerasflow.spec.data_schema import DataSpec
 from kerasflow.spec.errors import Location, Locations, Problem, SpecError, did_you_mean, join_path, locate
-from kerasflow.spec.imports import import_modules
+from kerasflow.spec.imports import import_modules, imports_allowed
 from kerasflow.spec.model_schema import ModelSpec
-from kerasflow.spec.registry import UNKNOWN_NODE, load_all, node_entry
+from kerasflow.spec.registry import UNCHECKED_TYPES, UNKNOWN_NODE, load_all, node_entry
 from kerasflow.spec.sections import ExportSpec, TrackingSpec, TuningSpec
 from kerasflow.spec.training_schema import TrainingSpec
 
@@ -26,7 +26,7 @@ class Spec(SpecModel):
     """A kerasflow experiment: data, model, training, and optional tuning/tracking/export."""
 
     kerasflow: Literal[1] = Field(description="Spec format version.")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name (runs/<name>/...).")
+    name: SafeName = Field(description="Experiment name (runs/<name>/...).")
     description: str = ""
     seed: Seed = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} interpolation.")
@@ -73,9 +73,12 @@ def validate_spec(raw: Any, locs: Locations | None = None) -> Spec:
     """Validate a resolved spec dict; raise one `SpecError` with every problem."""
     locs = locs or {}
     model = raw.get("model") if isinstance(raw, dict) else None
-    if isinstance(model, dict) and isinstance(model.get("imports"), list) and model["imports"]:
-        import_modules(model["imports"], locs)
     context: dict[str, Any] = {}
+    if isinstance(model, dict) and isinstance(model.get("imports"), list) and model["imports"]:
+        if imports_allowed():
+            import_modules(model["imports"], locs)
+        else:  # check everything else; nodes of types the imports may register stay unchecked
+            context[UNCHECKED_TYPES] = True
     try:
         spec = Spec.model_validate(raw, context=context)
     except ValidationError as exc:

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeFloat
 
-from kerasflow.spec.base import Count, Seed, SpecModel
+from kerasflow.spec.base import Count, SafeLabel, SafeName, Seed, SpecModel
 
 
 class Objective(SpecModel):
@@ -37,8 +37,8 @@ class TrackingSpec(SpecModel):
 
     enabled: bool = True
     uri: str | None = Field(None, description="Tracking URI (env MLFLOW_TRACKING_URI, then sqlite:///mlflow.db).")
-    experiment: str | None = Field(None, description="Experiment name (default: the spec name).")
-    run_name: str | None = None
+    experiment: SafeLabel | None = Field(None, description="Experiment name (default: the spec name).")
+    run_name: SafeLabel | None = Field(None, description="MLflow run name (default: generated).")
     tags: dict[str, str] = Field(default_factory=dict)
     register_as: str | None = Field(None, description="Register the model under this name.")
     alias: str = Field("champion", description="Alias moved to a better registered version.")
@@ -51,7 +51,7 @@ class ExportSpec(SpecModel):
     """SavedModel export in TF Serving's layout."""
 
     base_path: str | None = Field(None, description="Directory holding numbered versions (default: models/<name>).")
-    model_name: str | None = Field(None, description="Name served by TF Serving (default: the spec name).")
+    model_name: SafeName | None = Field(None, description="Name served by TF Serving (default: the spec name).")
     version: Count | None = Field(None, description="Version number (default: next integer).")
     keep: Count | None = Field(None, description="Keep only the newest N versions.")
     warmup_requests: int = Field(8, ge=0, le=1000)

@@ -4,7 +4,10 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SpecModel, Tunable, TuneChoice, TAG_PREFIX, is_marker
+from kerasflow.spec.base import (
+    TAG_PREFIX, Choosable, Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SafeName, SpecModel, TuneChoice,
+    Tunable, choice_of, is_marker,
+)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "lamb")
 # Which optimizers take each type-specific option (mirrors the Keras 3 constructors;
@@ -94,13 +97,19 @@ Schedule = Annotated[
 
 
 def _lr_tag(value) -> str:
+    if is_marker(value) and value.get("tune") == "choice" and any(isinstance(v, dict) for v in value.get("values") or []):
+        return CHOICE_TAG  # a choice between schedules (or a schedule and a rate)
+    if isinstance(value, TuneChoice) and type(value) is not TuneChoice:
+        return CHOICE_TAG
     return SCHEDULE_TAG if isinstance(value, (dict, _Schedule)) and not is_marker(value) else RATE_TAG
 
 
 SCHEDULE_TAG = TAG_PREFIX + "schedule"
 RATE_TAG = TAG_PREFIX + "rate"
+CHOICE_TAG = TAG_PREFIX + "choice"
 LearningRate = Annotated[
-    Union[Annotated[Tunable[LearningRateValue], Tag(RATE_TAG)], Annotated[Schedule, Tag(SCHEDULE_TAG)]],
+    Union[Annotated[Tunable[LearningRateValue], Tag(RATE_TAG)], Annotated[Schedule, Tag(SCHEDULE_TAG)],
+          Annotated[choice_of(Union[LearningRateValue, Schedule], "LearningRate"), Tag(CHOICE_TAG)]],
     Discriminator(_lr_tag),
 ]
 
@@ -222,9 +231,10 @@ UnfreezeEntry = Annotated[
 class Stage(SpecModel):
     """One fit() call with its own epochs, optimizer, callbacks and frozen nodes."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name (unique; names its files).")
+    name: SafeName = Field(description="Stage name (unique; names its files).")
     epochs: Tunable[Count] = Field(description="Epochs in this stage (epoch numbers continue across stages).")
-    optimizer: Optimizer = Field(default_factory=Optimizer, description="This stage's optimizer (a fresh one).")
+    optimizer: Choosable(Optimizer, "Optimizer") = Field(
+        default_factory=Optimizer, description="This stage's optimizer (a fresh one), or a `tune: choice` of optimizers.")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="Callbacks of this stage.")
     freeze: list[str] = Field(default_factory=list, description="Node-name globs whose weights are frozen.")
     unfreeze: list[UnfreezeEntry] = Field(
@@ -235,10 +245,14 @@ class Stage(SpecModel):
 
     @model_validator(mode="after")
     def _plateau_needs_plain_rate(self):
-        lr = self.optimizer.learning_rate
-        if self.callbacks.reduce_lr_on_plateau is not None and isinstance(lr, _Schedule):
-            raise ValueError(f"reduce_lr_on_plateau sets the learning rate itself, so it expects a number as "
-                             f"optimizer.learning_rate, received a `{lr.type}` schedule")
+        optimizers = self.optimizer.values if isinstance(self.optimizer, TuneChoice) else [self.optimizer]
+        for optimizer in optimizers:
+            rates = optimizer.learning_rate.values if isinstance(optimizer.learning_rate, TuneChoice) \
+                else [optimizer.learning_rate]
+            for lr in rates:
+                if self.callbacks.reduce_lr_on_plateau is not None and isinstance(lr, _Schedule):
+                    raise ValueError(f"reduce_lr_on_plateau sets the learning rate itself, so it expects a number as "
+                                     f"optimizer.learning_rate, received a `{lr.type}` schedule")
         return self
 
 

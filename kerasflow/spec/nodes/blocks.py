@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import Count, Tunable, Width
+from kerasflow.spec.base import Choosable, Count, Tunable, Width
 from kerasflow.spec.nodes.layers import Activation, Padding, Rate, Regularizer, Size2D
 from kerasflow.spec.registry import BlockNode, Node, register_block
 
@@ -43,7 +43,7 @@ class MLP(_Block):
     batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
         0.9, description="Momentum of the moving statistics (Keras' 0.99 needs hundreds of steps to settle; "
         "small datasets have few).")
-    kernel_regularizer: Regularizer | None = Field(None, description="Penalty on every kernel, e.g. {l2: 1e-4}.")
+    kernel_regularizer: Choosable(Regularizer, "Regularizer") | None = Field(None, description="Penalty on every kernel, e.g. {l2: 1e-4}.")
 
 
 @register_block("conv_stack", _MODEL + "stacks:build_conv_stack")

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kerasflow.spec.base import Count, Tunable, Width
+from kerasflow.spec.base import Choosable, Count, Tunable, Width
 from kerasflow.spec.nodes.layers import Activation, Initializer, KerasLayer, Padding, Regularizer, Size2D
 from kerasflow.spec.registry import register_layer
 
@@ -20,7 +20,7 @@ class _Separable(KerasLayer):
 
 class _Conv(_Separable):
     kernel_initializer: Initializer = Field("glorot_uniform", description="Initializer of the kernel.")
-    kernel_regularizer: Regularizer | None = Field(None, description="Penalty on the kernel, e.g. {l2: 1e-4}.")
+    kernel_regularizer: Choosable(Regularizer, "Regularizer") | None = Field(None, description="Penalty on the kernel, e.g. {l2: 1e-4}.")
 
 
 @register_layer("conv1d", "Conv1D")

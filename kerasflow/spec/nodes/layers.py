@@ -10,9 +10,9 @@ one of its types.
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, confloat, model_validator
+from pydantic import Field, PositiveFloat, confloat, model_validator
 
-from kerasflow.spec.base import Count, Seed, SpecModel, Tunable, Width
+from kerasflow.spec.base import Choosable, Count, NonNegativeFactor, Seed, SpecModel, Tunable, Width
 from kerasflow.spec.registry import LayerNode, register_layer
 
 Activation = Literal[
@@ -33,8 +33,8 @@ Size2D = Union[Count, Annotated[list[Count], Field(min_length=2, max_length=2)]]
 class Regularizer(SpecModel):
     """L1/L2 weight penalty added to the loss."""
 
-    l1: Tunable[NonNegativeFloat] = Field(0.0, description="L1 factor.")
-    l2: Tunable[NonNegativeFloat] = Field(0.0, description="L2 factor.")
+    l1: Tunable[NonNegativeFactor] = Field(0.0, description="L1 factor.")
+    l2: Tunable[NonNegativeFactor] = Field(0.0, description="L2 factor.")
 
     def keras_config(self) -> dict[str, Any]:
         return {"class_name": "L1L2", "config": {"l1": self.l1, "l2": self.l2}}
@@ -86,7 +86,7 @@ class Dense(KerasLayer):
     activation: Tunable[Activation | None] = Field(None, description="Activation name, e.g. relu, softmax.")
     use_bias: bool = Field(True, description="Add a bias vector.")
     kernel_initializer: Initializer = Field("glorot_uniform", description="Initializer of the kernel.")
-    kernel_regularizer: Regularizer | None = Field(None, description="Penalty on the kernel, e.g. {l2: 1e-4}.")
+    kernel_regularizer: Choosable(Regularizer, "Regularizer") | None = Field(None, description="Penalty on the kernel, e.g. {l2: 1e-4}.")
 
 
 @register_layer("dropout", "Dropout")
@@ -109,7 +109,7 @@ class SpatialDropout1D(KerasLayer):
 class GaussianNoise(KerasLayer):
     """Adds zero-centered Gaussian noise during training (a regularizer)."""
 
-    stddev: Tunable[NonNegativeFloat] = Field(description="Standard deviation of the noise.")
+    stddev: Tunable[NonNegativeFactor] = Field(description="Standard deviation of the noise.")
     seed: Seed | None = Field(None, description="Seed of the noise.")
 
 
