@@ -134,3 +134,16 @@ def test_auto_matches_the_gallery_and_its_ejected_spec_trains_the_same(tmp_path,
     assert auto_metrics["test_accuracy"] >= hand_metrics["test_accuracy"], (auto_metrics, hand_metrics)
     assert auto_metrics == pytest.approx(explicit_metrics, abs=1e-6)
     assert np.isfinite(auto_metrics["test_loss"])
+
+
+def test_auto_image_backbone_scales_rescaled_pixels_back_to_0_255(tmp_path):
+    from kerasflow.model.builder import build_model
+
+    spec = MIXED.replace("photo: {type: image, height: 8, width: 8, channels: 1}",
+                         "photo: {type: image, height: 32, width: 32, channels: 3}")
+    spec = spec.replace("training:", "model: {inputs: [photo], auto: {image_encoder: backbone, "
+                                     "image_backbone: MobileNetV3Small, image_backbone_weights: null}}\ntraining:")
+    loaded = load_spec(write(tmp_path, spec))
+    node = loaded.spec.model.nodes["photo_backbone"]
+    assert (node.application, node.weights, node.input_scale) == ("MobileNetV3Small", None, 255.0)
+    assert build_model(loaded).get_layer("photo_backbone.mobilenetv3small").count_params() > 0

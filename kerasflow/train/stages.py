@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 
 import fnmatch
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def _train(loaded, run_dir: Path, state: dict, data, strategy, tracker, quiet: b
         end = max([start - 1, (model._initial_epoch or 0) - 1] + list(history.epoch)) + 1
         _save_stage_weights(model, run_dir, stage.name)
         state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end,
-                                       "trainable_params": sum(int(w.numpy().size) for w in model.trainable_weights)}
+                                       "trainable_params": sum(math.prod(w.shape) for w in model.trainable_weights)}
         state["epoch"] = end
         rd.write_json(run_dir / rd.STATE_FILE, state)
         _remove_backup(backup_dir(run_dir, stage.name))
