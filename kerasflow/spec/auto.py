@@ -119,9 +119,10 @@ def expand(auto: AutoSpec, data, inputs: list[str]) -> tuple[dict[str, dict], di
             # output embedding: the data section already embeds it
         elif kind == "text":
             if feature.output_mode == "int":
-                x = add(f"{name}_embed", {"layer": "embedding", "input": x, "input_dim": int(_value(feature.max_tokens)),
-                                          "output_dim": _raw(auto.text_embedding_dim), "mask_zero": True})
                 pool = _value(auto.text_pooling)
+                # Average pooling skips padding through the mask; max pooling takes no mask (padding embeds as id 0).
+                x = add(f"{name}_embed", {"layer": "embedding", "input": x, "input_dim": int(_value(feature.max_tokens)),
+                                          "output_dim": _raw(auto.text_embedding_dim), "mask_zero": pool == "average"})
                 x = add(f"{name}_pool", {"layer": f"global_{pool}_pooling1d", "input": x})
             else:
                 x = add(f"{name}_dense", {"layer": "dense", "input": x, "units": _raw(auto.text_embedding_dim),
