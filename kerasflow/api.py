@@ -33,6 +33,15 @@ def render(path: str | os.PathLike, overrides: Sequence[str] = (), explicit: boo
         # Values equal to their defaults are left out, so a null that differs from its default stays.
         drop = {"auto"} if explicit else {"nodes", "outputs"}
         data["model"] = model.model_dump(mode="json", exclude_defaults=True, exclude=drop)
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+    names = model.inputs if model.inputs is not None else list(loaded.spec.data.features)
+    graph = model.graph(default_input=names[0] if len(names) == 1 else None)
+    if model.nodes is None or list(graph) != list(model.nodes):  # `repeat` expanded: show the nodes it makes
+        data["model"].pop("sequential", None)
+        data["model"]["nodes"] = {}
+        for name, node in graph.items():
+            data["model"]["nodes"][name] = node.model_dump(mode="json", exclude_none=True)
+            _keep_meaningful_nulls(node, data["model"]["nodes"][name])
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 

@@ -346,6 +346,9 @@ def main() -> None:
     # TensorFlow's C++ INFO/WARNING lines (oneDNN, CUDA probing) drown the
     # output users care about; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from kerasflow.tf_startup import install  # TF 2.21 logs start-up lines before reading that variable
+
+    install()
     cli(prog_name="kerasflow")
 
 

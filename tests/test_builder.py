@@ -4,6 +4,7 @@ the seed architectures in specs/models/, and `plan`."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -344,7 +345,24 @@ def test_plan_of_the_seed_mnist_mlp_prints_its_parameter_count(tmp_path):
     assert "Total params: 109,386" in text
     assert re.search(r"hidden1\s+dense\s+\(None, 128\)\s+100,480\s+model\.sequential\[1\]", text)
     assert "Parameter memory: 427.29 KB" in text
-    assert "Synthetic forward+backward step (batch 32" in text
+    assert re.search(r"ms at batch 8 .*; about \d+ ms at batch 32 \(scaled linearly: an estimate\)", text)
+    assert re.search(r"hidden1 \(Dense\)\s+│ \(None, 128\)\s+│\s+100,480 │", text)  # "Param #" not cropped
+    assert "depend on vocabularies" not in text
+
+
+def test_plan_says_when_parameter_counts_depend_on_data(tmp_path):
+    from kerasflow.model.plan import plan_model
+
+    model_yaml = "model:\n  sequential:\n    - {layer: dense, units: 2}\n"
+    path = tmp_path / "spec.yaml"
+    path.write_text("kerasflow: 1\nname: t\ndata:\n  source: {type: csv, path: x.csv}\n  features:\n"
+                    "    colour: {type: category}\n  target: {name: y, type: numeric}\n" + model_yaml + TRAINING)
+    assert "parameter counts after colour depend on vocabularies learned from the data" in plan_model(load_spec(path))
+    path.write_text(path.read_text().replace("colour: {type: category}",
+                                             "colour: {type: category, vocabulary: [red, blue], num_oov_indices: 0}"))
+    text = plan_model(load_spec(path))
+    assert "depend on vocabularies" not in text and "Synthetic step: failed" not in text
+    assert "Total params: 6" in text  # two one-hot columns into Dense(2)
 
 
 def test_plan_fills_tune_markers_with_defaults_and_handles_plot(tmp_path):
@@ -360,3 +378,23 @@ def test_plan_fills_tune_markers_with_defaults_and_handles_plot(tmp_path):
         assert f"Plot written to {plot}" in text
     else:
         assert "pip install pydot" in text and "apt-get install graphviz" in text
+
+
+@pytest.mark.slow
+def test_cli_start_up_prints_no_tensorflow_noise(tmp_path):
+    """TensorFlow's C++ start-up lines (oneDNN, cudart_stub, cuInit errors on a
+    CPU-only machine) are not shown; the command's own output is."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("kerasflow: 1\nname: t\ndata:\n  source: {type: npz, path: x.npz}\n  features:\n"
+                    "    vec: {type: numeric, shape: [6]}\n  target: {name: y, type: numeric}\n"
+                    "model:\n  sequential:\n    - {layer: dense, units: 1}\n" + TRAINING)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    res = subprocess.run([sys.executable, "-m", "kerasflow.cli", "plan", str(path)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "Total params: 7" in res.stdout
+    for noise in ("I0000", "cudart_stub", "cuInit", "absl::InitializeLog"):
+        assert noise not in res.stderr, res.stderr

@@ -420,3 +420,67 @@ def test_shipped_data_fragment_prepares(path):
     assert min(prepared.sizes.values()) > 0
     sample = prepared.sample_inputs(2)
     assert set(sample) == set(data["features"]) and all(len(v) == 2 for v in sample.values())
+
+
+def test_headerless_tsv_with_declared_label_values(tmp_path):
+    """The UCR archive's layout (FordA in Keras' time-series example): a TSV
+    without a header, the label first, labels -1 and 1."""
+    rng = np.random.default_rng(0)
+    labels = rng.choice([-1, 1], 60)
+    rows = np.column_stack([labels, labels, rng.normal(size=(60, 2))])  # t0 repeats the label
+    (tmp_path / "train.tsv").write_text("\n".join("\t".join(f"{v:g}" for v in row) for row in rows) + "\n")
+    raw = yaml.safe_load("""
+kerasflow: 1
+name: ucr
+data:
+  source: {type: csv, path: train.tsv, delimiter: "\\t", header: false, names: [label, t0, t1, t2]}
+  features:
+    signal: {type: numeric, shape: [3], column: [t0, t1, t2]}
+  target: {name: label, type: category, class_names: [-1, 1]}
+  split: {validation: 0.2, test: 0.2}
+model:
+  sequential:
+    - {layer: dense, name: out, units: 2, activation: softmax}
+training:
+  loss: sparse_categorical_crossentropy
+  stages: [{name: main, epochs: 1}]
+""")
+    spec = load_spec_dict(raw).spec
+    prepared = prepare_data(spec, base_dir=tmp_path)
+    assert prepared.targets["label"]["class_names"] == ["-1", "1"]
+    x, y = prepared.arrays("train")
+    assert set(np.unique(y["label"])) == {0, 1}
+    np.testing.assert_array_equal(y["label"].reshape(-1), (x["signal"][:, 0] == 1).astype(int))  # -1 -> 0, 1 -> 1
+    bad = dict(raw, data={**raw["data"], "source": {**raw["data"]["source"], "names": ["label", "t0"]}})
+    with pytest.raises(SpecError, match=r"data\.source\.names: train\.tsv line 1 has 4 fields, `names` lists 2"):
+        prepare_data(load_spec_dict(bad).spec, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, [[0, 0, 1, 2], [4, 5, 6, 7]]),  # pad_sequences' defaults: pad and cut at the start
+    ({"padding": "post", "truncating": "post"}, [[1, 2, 0, 0], [3, 4, 5, 6]]),
+])
+def test_token_lists_are_padded_as_pad_sequences(options, expected):
+    """Variable-length token lists (the keras imdb/reuters sources) become `length` ids."""
+    from kerasflow.data.columns import type_columns
+    from kerasflow.data.sources import Loaded, Table
+
+    raw = yaml.safe_load("""
+kerasflow: 1
+name: tokens
+data:
+  source: {type: keras, name: imdb}
+  features:
+    tokens: {type: sequence, length: 4, vocab_size: 10}
+  target: {name: label, type: binary}
+model:
+  sequential: [{layer: embedding, input_dim: 10, output_dim: 2}, {layer: flatten}, {layer: dense, units: 1, activation: sigmoid}]
+training: {loss: binary_crossentropy, stages: [{name: main, epochs: 1}]}
+""")
+    raw["data"]["features"]["tokens"].update(options)
+    spec = load_spec_dict(raw).spec
+    tokens = np.empty(2, dtype=object)
+    tokens[0], tokens[1] = [1, 2], [3, 4, 5, 6, 7]
+    loaded = Loaded(parts={"all": Table({"tokens": tokens, "label": np.array([0, 1])})})
+    typed = type_columns(loaded, spec.data)
+    assert np.asarray(typed.features["all"]["tokens"]).tolist() == expected

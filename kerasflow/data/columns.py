@@ -239,7 +239,8 @@ def _tokens(feature, raw: np.ndarray, path: str, col: str) -> np.ndarray:
     if raw.dtype == object:  # variable-length token lists (keras imdb/reuters)
         import keras
 
-        tokens = keras.utils.pad_sequences(list(raw), maxlen=feature.length, padding="post", truncating="post")
+        tokens = keras.utils.pad_sequences(list(raw), maxlen=feature.length, padding=feature.padding,
+                                           truncating=feature.truncating)
     elif raw.ndim != 2 or raw.shape[1] != feature.length:
         raise SpecError(Problem(path=path.split(".column")[0] + ".length", message=f"column `{col}` rows have "
                                 f"shape {list(raw.shape[1:])}", expected=f"[{feature.length}] tokens"))

@@ -33,10 +33,13 @@ def plan_model(loaded_spec, plot: str | None = None) -> str:
     if chosen:
         out.append("tune markers set to their defaults for this plan:")
         out += [f"  {path} = {value!r}" for path, value in chosen.items()]
-    summary: list[str] = []
-    model.summary(print_fn=lambda text, **_: summary.append(_ANSI.sub("", text)), expand_nested=True, line_length=120)
-    out += ["", "\n".join(summary).rstrip(), "", "Nodes:"]
+    out += ["", summary_text(model, expand_nested=True).rstrip(), "", "Nodes:"]
     out += _node_table(built, lambda name: sum(layer.count_params() for layer in node_layers(model, name)))
+    learned = _learned_widths(spec)
+    if learned:
+        out.append("note: parameter counts after " + ", ".join(learned) + " depend on vocabularies learned from the "
+                   "data; without data this plan uses placeholders of the declared max_tokens (declare a "
+                   "`vocabulary` for exact counts)")
     unused = [n for n in built.tensors if not node_layers(model, n)]
     if unused:
         out.append("note: not used by any output (left out of the model): " + ", ".join(unused))
@@ -44,6 +47,28 @@ def plan_model(loaded_spec, plot: str | None = None) -> str:
     if plot:
         out.append(_plot(model, plot))
     return "\n".join(out) + "\n"
+
+
+def summary_text(model, line_length: int = 140, **kwargs) -> str:
+    """Keras' `model.summary()` as plain text, `line_length` wide.
+
+    Keras prints through a rich console sized to the terminal, 80 columns when
+    output is piped or written to a file, which crops its own table (the
+    "Param #" and "Connected to" columns vanish); rich reads COLUMNS instead.
+    """
+    import os
+
+    lines: list[str] = []
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(line_length)
+    try:
+        model.summary(print_fn=lambda text, **_: lines.append(_ANSI.sub("", text)), line_length=line_length, **kwargs)
+    finally:
+        if saved is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = saved
+    return "\n".join(lines)
 
 
 def _node_table(built, params_of) -> list[str]:
@@ -86,7 +111,11 @@ def _synthetic_batch(model, spec, batch: int) -> dict:
         shape = (batch,) + tuple(d if d is not None else 8 for d in tensor.shape[1:])
         dtype = str(tensor.dtype)
         feature = spec.data.features.get(name)
-        if dtype == "string":
+        vocabulary = _lookup_vocabulary(model, name)
+        if vocabulary:  # in-vocabulary values: with num_oov_indices 0 an unknown one is an error
+            data[name] = np.array(rng.choice(np.array(vocabulary, dtype=object), size=shape)).astype(
+                object if dtype == "string" else dtype)
+        elif dtype == "string":
             flat = [" ".join(rng.choice(words, size=rng.integers(1, 6))) for _ in range(int(np.prod(shape)))]
             data[name] = np.array(flat, dtype=object).reshape(shape)
         elif dtype.startswith(("int", "uint")):
@@ -99,13 +128,32 @@ def _synthetic_batch(model, spec, batch: int) -> dict:
     return data
 
 
+def _lookup_vocabulary(model, feature: str) -> list:
+    """The vocabulary (without OOV tokens) of a category feature's lookup layer, if it has one."""
+    layer = next((layer for layer in model.layers if layer.name == f"{feature}_lookup"), None)
+    if layer is None or not hasattr(layer, "get_vocabulary"):
+        return []
+    return layer.get_vocabulary()[layer.num_oov_indices + (1 if layer.mask_token is not None else 0):]
+
+
+_TIMED_BATCH = 8
+
+
+def _learned_widths(spec) -> list[str]:
+    """Features whose encoded width (and so the next layer's parameters) comes from the data."""
+    names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)
+    return [n for n in names if spec.data.features[n].type in ("category", "text")
+            and getattr(spec.data.features[n], "vocabulary", None) is None]
+
+
 def _timing(model, spec) -> str:
     import keras
     import tensorflow as tf
 
     batch = spec.data.batch_size if isinstance(spec.data.batch_size, int) else 32
+    timed = min(batch, _TIMED_BATCH)  # a big model's full batch can take minutes on a CPU
     try:
-        data = _synthetic_batch(model, spec, batch)
+        data = _synthetic_batch(model, spec, timed)
 
         @tf.function  # as in fit(): the first call traces, later ones run the graph
         def step(inputs):
@@ -119,8 +167,12 @@ def _timing(model, spec) -> str:
     except Exception as exc:  # e.g. lookup layers without a vocabulary: the plan still prints
         message = _ANSI.sub("", str(exc)).strip().splitlines()
         return f"Synthetic step: failed ({type(exc).__name__}: {message[0] if message else ''})"
-    return (f"Synthetic forward+backward step (batch {batch}, random inputs): "
-            f"{first:.1f} ms first (includes tracing), {second:.1f} ms next")
+    if timed == batch:
+        return (f"Synthetic forward+backward step (batch {batch}, random inputs): "
+                f"{first:.1f} ms first (includes tracing), {second:.1f} ms next")
+    return (f"Synthetic forward+backward step (random inputs): {second:.1f} ms at batch {timed} "
+            f"({first:.1f} ms first, includes tracing); about {second * batch / timed:.0f} ms at batch {batch} "
+            "(scaled linearly: an estimate)")
 
 
 def _clock(step, data) -> float:

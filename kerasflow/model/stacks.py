@@ -11,9 +11,8 @@ def build_mlp(node, inputs, name):
     regularizer = node.kernel_regularizer.keras_config() if node.kernel_regularizer else None
     for i, units in enumerate(node.units):
         kw = {"trainable": node.trainable}
-        # With batch norm the bias is redundant (beta shifts) and the activation
-        # goes after the normalization.
-        x = keras.layers.Dense(units, use_bias=not node.batch_norm, kernel_regularizer=regularizer,
+        # With batch norm the activation goes after the normalization.
+        x = keras.layers.Dense(units, use_bias=node.use_bias, kernel_regularizer=regularizer,
                                activation=None if node.batch_norm else node.activation,
                                name=f"{name}.dense_{i}", **kw)(x)
         if node.batch_norm:
@@ -38,14 +37,14 @@ def build_conv_stack(node, inputs, name):
     for i, filters in enumerate(node.filters):
         for j in range(node.convs_per_level):
             part = f"{i}" if node.convs_per_level == 1 else f"{i}_{j}"
-            x = conv(filters, kernel, padding=node.padding, use_bias=not node.batch_norm,
+            x = conv(filters, kernel, padding=node.padding, use_bias=node.use_bias,
                      activation=None if node.batch_norm else node.activation, name=f"{name}.conv_{part}", **kw)(x)
             if node.batch_norm:
                 x = keras.layers.BatchNormalization(momentum=node.batch_norm_momentum,
                                                     name=f"{name}.norm_{part}", **kw)(x)
                 x = keras.layers.Activation(node.activation, name=f"{name}.act_{part}", **kw)(x)
         if node.pool:
-            x = pool[node.pool](pool_size, padding=node.padding, name=f"{name}.pool_{i}", **kw)(x)
+            x = pool[node.pool](pool_size, padding=node.pool_padding, name=f"{name}.pool_{i}", **kw)(x)
         if node.dropout:
             x = keras.layers.Dropout(node.dropout, name=f"{name}.dropout_{i}", **kw)(x)
     return x
@@ -62,4 +61,15 @@ def build_rnn_stack(node, inputs, name):
         if node.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"{name}.bidirectional_{i}", trainable=node.trainable)
         x = layer(x)
+    return x
+
+
+def build_repeat(node, inputs, name):
+    """A `repeat` inside another block's chain (a graph-level repeat is expanded
+    into ordinary nodes before building): layers named `<name>.<i>.<part>`."""
+    from kerasflow.model.builder import build_node  # the repetitions are ordinary nodes
+
+    x = inputs[0]
+    for i, item in enumerate(node.repetitions()):
+        x = build_node(item, [x], f"{name}.{i}")
     return x

@@ -13,7 +13,6 @@ class _Sublayers:
 
     def __init__(self, node, name: str, i: int, width: int):
         self.node, self.prefix, self.width = node, f"{name}.{i}", width
-        self.key_dim = node.key_dim or max(1, width // node.num_heads)
 
     def kw(self, part: str) -> dict:
         return {"name": f"{self.prefix}.{part}", "trainable": self.node.trainable}
@@ -30,8 +29,8 @@ class _Sublayers:
         return x
 
     def attention(self, part: str, causal: bool, context=None):
-        layer = keras.layers.MultiHeadAttention(self.node.num_heads, self.key_dim, dropout=self.node.dropout,
-                                                **self.kw(part))
+        layer = keras.layers.MultiHeadAttention(self.node.num_heads, self.node.key_dim,
+                                                dropout=self.node.attention_dropout, **self.kw(part))
 
         def branch(h):
             source = h if context is None else context

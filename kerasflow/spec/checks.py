@@ -11,6 +11,7 @@ from typing import Any
 
 from kerasflow.spec.errors import Locations, Problem, did_you_mean, join_path, locate
 from kerasflow.spec.imports import HOW_TO_ALLOW
+from kerasflow.spec.model_schema import repetition_name
 from kerasflow.spec.registry import NodeChoice, UncheckedNode, alternatives
 from kerasflow.spec.target_checks import check_losses_and_metrics, check_output_units
 
@@ -39,6 +40,14 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
 
     def node_path(name: str) -> tuple:
         return ("model", "nodes", name) if section == "nodes" else ("model", "sequential", keys.index(name))
+
+    for name, node in (model.nodes or {}).items():  # a repetition would silently replace a declared node
+        if getattr(node, "block", None) == "repeat":
+            taken = [repetition_name(name, i) for i in range(len(node.repetitions()) - 1)
+                     if repetition_name(name, i) in model.nodes]
+            if taken:
+                add(("model", "nodes", name), f"repeat `{name}` names its repetitions {name}_0, {name}_1, ..., "
+                    f"but `{taken[0]}` is also a declared node", hint="rename the repeat or that node")
 
     known = set(inputs) | set(graph)
     for name, node in graph.items():

@@ -3,7 +3,7 @@ and the input pipeline."""
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, confloat, model_validator
+from pydantic import Field, confloat, field_validator, model_validator
 
 from kerasflow.spec.base import Count, Scale, SpecModel, Tunable, Width
 
@@ -38,11 +38,29 @@ class CsvSource(_Source):
     path: str = Field(description="File path, relative to the spec file.")
     validation_path: str | None = Field(None, description="Separate validation file (instead of a fraction split).")
     test_path: str | None = Field(None, description="Separate test file.")
-    delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator (one character).")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator (one character; "
+                           "\"\\t\" for TSV).")
+    header: bool = Field(True, description="The first line names the columns; false: every line is data and "
+                         "`names` names the columns (e.g. the UCR archive's TSV files).")
+    names: list[str] | None = Field(None, min_length=1, description="Column names of a file without a header line, "
+                                    "one per field, in order.")
     stream: bool = Field(
         False, description="Read with tf.data instead of loading into memory (files larger than memory; "
         "numeric and category features only)."
     )
+
+    @model_validator(mode="after")
+    def _names_without_header(self):
+        if not self.header and self.names is None:
+            raise ValueError("a file without a header line needs `names` (one per field), received none")
+        if self.header and self.names is not None:
+            raise ValueError("`names` names the fields of a file without a header line: set `header: false`, "
+                             "or remove `names` to use the file's header")
+        if not self.header and self.stream:
+            raise ValueError("`stream: true` reads the header line; a file without one is read with stream: false")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ValueError(f"expected distinct names, received {self.names}")
+        return self
 
 
 class ParquetSource(_Source):
@@ -204,6 +222,12 @@ class SequenceFeature(SpecModel):
     stride: Count = Field(1, description="timeseries: steps between consecutive windows.")
     length: Count | None = Field(None, description="sequence: tokens per example.")
     vocab_size: Count | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
+    padding: Literal["pre", "post"] = Field(
+        "pre", description="sequence: where variable-length token lists get zeros to reach `length` (Keras' "
+        "pad_sequences default `pre`: the last tokens sit next to the model's last step).")
+    truncating: Literal["pre", "post"] = Field(
+        "pre", description="sequence: which end of a longer token list is cut (pad_sequences default `pre`: "
+        "keep the last `length` tokens).")
     normalize: bool = Field(False, description="timeseries: normalize with statistics of the training part.")
     column: str | list[str] | None = Field(None, description="Source column(s); several columns make a multivariate series.")
 
@@ -231,7 +255,16 @@ class Target(SpecModel):
     )
     num_classes: Count | None = Field(None, description="Number of classes (inferred if omitted).")
     class_names: list[str] | None = Field(None, description="Class names in index order (inferred if omitted); "
-                                          "binary: [negative, positive].")
+                                          "binary: [negative, positive]. Integer labels may be listed as they are "
+                                          "(e.g. [-1, 1]): they map to indices 0..n-1 in this order and are kept "
+                                          "as names in predictions and exports.")
+
+    @field_validator("class_names", mode="before")
+    @classmethod
+    def _labels_as_names(cls, value):
+        if isinstance(value, list):  # declared label values such as [-1, 1] are class names spelled as numbers
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
     shape: list[Count] | None = Field(None, description="numeric: per-example shape (default: [number of columns]).")
     column: str | list[str] | None = Field(None, description="Source column(s); defaults to the target name.")
     normalize: bool = Field(False, description="numeric: learn in standardized units (training-split mean/std); "

@@ -34,7 +34,11 @@ class ModelSpec(SpecModel):
         return self
 
     def graph(self, default_input: str | None = None) -> dict[str, NodeSpec]:
-        """The node dict, with `sequential:` expanded into a chain named `<type>_<i>`."""
+        """The node dict, with `sequential:` expanded into a chain named `<type>_<i>`
+        and `repeat` blocks into their repetitions (see `Repeat`)."""
+        return _expand_repeats(self._graph(default_input))
+
+    def _graph(self, default_input: str | None) -> dict[str, NodeSpec]:
         if self.nodes is not None:
             return dict(self.nodes)
         out: dict[str, NodeSpec] = {}
@@ -51,6 +55,27 @@ class ModelSpec(SpecModel):
             out[name] = node
             prev = name
         return out
+
+
+def repetition_name(name: str, index: int) -> str:
+    """Graph name of repetition `index` of repeat node `name` (all but the last)."""
+    return f"{name}_{index}"
+
+
+def _expand_repeats(graph: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+    """Each `repeat` node becomes its chain `<name>_0`, ..., `<name>_<n-2>`, `<name>` in its place."""
+    out: dict[str, NodeSpec] = {}
+    for name, node in graph.items():
+        repetitions = node.repetitions() if getattr(node, "block", None) == "repeat" else None
+        if not repetitions:
+            out[name] = node
+            continue
+        previous = node.input if node.input is not None else node.inputs
+        for i, item in enumerate(repetitions):
+            item_name = name if i == len(repetitions) - 1 else repetition_name(name, i)
+            out[item_name] = item.model_copy(update={"input": previous}) if previous is not None else item
+            previous = item_name
+    return out
 
 
 def _reading(node: NodeSpec, prev: str) -> NodeSpec:

@@ -201,6 +201,11 @@ Node = Annotated[NodeSpec, _NodeByType()]
 """A graph node of any registered layer or block type."""
 
 
+def node_adapter() -> TypeAdapter:
+    """Validates one raw node dict (e.g. a block's generated nodes)."""
+    return TypeAdapter(Node)
+
+
 class NodeChoice(TuneChoice):
     """`tune: choice` between whole nodes (layers or blocks): the search picks
     one; markers inside an alternative are searched only while it is chosen."""

@@ -3,8 +3,8 @@ Keras would only fail (or silently broadcast) once training starts."""
 
 from typing import Any, Callable
 
-from kerasflow.spec.errors import did_you_mean
-from kerasflow.spec.keras_names import BINARY_LOSSES, COMPILE_METRICS, LOSSES, METRICS, ONE_HOT_LOSSES, SPARSE_LOSSES
+from kerasflow.spec.keras_names import BINARY_LOSSES, ONE_HOT_LOSSES, SPARSE_LOSSES
+from kerasflow.spec.objectives import KerasObject, check_objectives, object_type
 from kerasflow.spec.registry import LayerNode, NodeChoice, alternatives
 
 Add = Callable[..., None]  # add(path, message, **Problem fields)
@@ -18,29 +18,19 @@ def check_losses_and_metrics(spec: Any, add: Add) -> None:
         losses = [(("training", "loss", name), name, loss) for name, loss in training.loss.items()]
     else:
         losses = [(("training", "loss"), name, training.loss) for name in targets] or [(("training", "loss"), None, training.loss)]
-    reported: set[tuple] = set()
+    known: dict[tuple, bool] = {}  # one report per written loss, even when it serves several targets
     for path, target_name, loss in losses:
-        if loss not in LOSSES:
-            if path not in reported:
-                reported.add(path)
-                add(path, f"unknown loss `{loss}`", expected="a Keras loss name, e.g. sparse_categorical_crossentropy, "
-                    "binary_crossentropy, mse", received=repr(loss), hint=did_you_mean(loss, _same_case(loss, LOSSES)))
-        elif target_name in targets:
-            _loss_fits_target(path, loss, targets[target_name], add)
+        if path not in known:
+            known[path] = check_objectives("loss", loss, path, add)
+        if known[path] and target_name in targets:
+            _loss_fits_target(path, object_type(loss), targets[target_name], add)
 
     metrics = training.metrics
     lists = ([(("training", "metrics", name), ms) for name, ms in metrics.items()] if isinstance(metrics, dict)
              else [(("training", "metrics"), metrics)])
     for path, names in lists:
         for i, metric in enumerate(names):
-            if metric.lower() not in COMPILE_METRICS and metric not in METRICS:
-                add(path + (i,), f"unknown metric `{metric}`", expected="a Keras metric name, e.g. accuracy, auc, mae",
-                    received=repr(metric), hint=did_you_mean(metric, _same_case(metric, METRICS + COMPILE_METRICS)))
-
-
-def _same_case(name: str, names: tuple[str, ...]) -> list[str]:
-    """Suggest `mse`-style names for a lowercase typo, class names otherwise."""
-    return [n for n in names if n.islower() == name.islower()] or list(names)
+            check_objectives("metric", metric, path + (i,), add)
 
 
 def _loss_fits_target(path: tuple, loss: str, target: Any, add: Add) -> None:
@@ -80,7 +70,13 @@ def _check_width(node: Any, path: tuple, node_name: str, target: Any, target_nam
     units, units_path = _width(node, path)
     if units is None:
         return
-    target_loss = loss.get(target_name) if isinstance(loss, dict) else loss
+    loss = loss.get(target_name) if isinstance(loss, dict) else loss
+    target_loss = object_type(loss) if loss is not None else None
+    if isinstance(loss, KerasObject) and loss.arguments().get("from_logits") \
+            and getattr(node, "activation", None) in ("softmax", "sigmoid"):
+        add(path + ("activation",), f"the loss of `{target_name}` reads logits (from_logits: true), but output "
+            f"`{node_name}` applies {node.activation}", expected="no activation (linear) on the output",
+            received=node.activation, hint="remove the activation, or set from_logits: false")
     classes = _num_classes(target)
     expected = None
     if target.type in ("category", "sequence") and classes is not None and target_loss in SPARSE_LOSSES:

@@ -4,6 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat, confloat, model_validator
 
+from kerasflow.spec.objectives import Loss, Metrics, metric_log_name
 from kerasflow.spec.base import (
     TAG_PREFIX, Choosable, Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SafeName, SpecModel, TuneChoice,
     Tunable, choice_of, is_marker,
@@ -259,9 +260,11 @@ class Stage(SpecModel):
 class TrainingSpec(SpecModel):
     """How the model is compiled and fitted."""
 
-    loss: str | dict[str, str] = Field(description="Keras loss name, or one per output.")
-    metrics: list[str] | dict[str, list[str]] = Field(
-        default_factory=list, description="Keras metric names for every output, or per output.")
+    loss: Loss = Field(description="A Keras loss (a name, or `{type: name, <constructor arguments>}` such as "
+                       "`{type: binary_crossentropy, from_logits: true}`), or one per output.")
+    metrics: Metrics = Field(
+        default_factory=list, description="Keras metrics (names or `{type: name, <constructor arguments>}`; logged "
+        "under `name`, else the name as written) for every output, or per output.")
     loss_weights: dict[str, NonNegativeFactor] | None = Field(None, description="Weight of each output's loss.")
     class_weight: Literal["balanced"] | dict[str, NonNegativeFactor] | None = Field(
         None, description="balanced (n / (classes * count), per classification target) or class name/index -> weight.")
@@ -279,9 +282,10 @@ class TrainingSpec(SpecModel):
         names = {"loss"}
         if isinstance(self.metrics, dict):
             for out, ms in self.metrics.items():
-                names |= {f"{out}_{m}" for m in ms} | set(ms)
+                logged = {metric_log_name(m) for m in ms}
+                names |= {f"{out}_{m}" for m in logged} | logged
         else:
-            names |= set(self.metrics)
+            names |= {metric_log_name(m) for m in self.metrics}
         if isinstance(self.loss, dict):
             names |= {f"{out}_loss" for out in self.loss}
         aliases = {"acc": "accuracy"}

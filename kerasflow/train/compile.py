@@ -12,6 +12,8 @@ import keras
 from kerasflow.data.features import plain
 from kerasflow.model.schedules import LinearWarmup
 from kerasflow.spec.errors import Problem, SpecError
+from kerasflow.spec.keras_arguments import COMPILE_RESOLVED, LOSS_CLASSES, METRIC_CLASSES
+from kerasflow.spec.objectives import metric_log_name
 
 _OPTIMIZERS = {
     "adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad",
@@ -79,6 +81,24 @@ def make_optimizer(opt_spec, *, steps_per_epoch: int, path: str = "optimizer") -
     return cls(**kwargs)
 
 
+def make_loss(loss_spec):
+    """A Keras loss from a spec value: a name stays a name (Keras resolves it),
+    `{type: ..., <arguments>}` becomes the Keras class built with those arguments."""
+    if isinstance(loss_spec, str):
+        return loss_spec
+    return getattr(keras.losses, LOSS_CLASSES[loss_spec.type])(**loss_spec.arguments())
+
+
+def make_metric(metric_spec):
+    """A Keras metric from a spec value, logged under the name `metric_log_name` gives."""
+    if isinstance(metric_spec, str):
+        return metric_spec
+    if metric_spec.type.lower() in COMPILE_RESOLVED:  # takes no arguments: compile resolves it from the target
+        return metric_spec.type
+    arguments = {**metric_spec.arguments(), "name": metric_log_name(metric_spec)}
+    return getattr(keras.metrics, METRIC_CLASSES[metric_spec.type])(**arguments)
+
+
 def _per_output(value, outputs: list[str]) -> dict:
     """A spec value given once or per output, as a dict over the model's outputs."""
     if isinstance(value, Mapping):
@@ -100,9 +120,9 @@ def compile_model(model, spec, *, stage, steps_per_epoch: int, targets: Mapping[
     training = spec.training
     index, stage = _stage(training, stage)
     outputs = list(targets)  # the builder keys the model's outputs by target name
-    losses = _per_output(training.loss, outputs)
-    metric_names = _per_output(training.metrics, outputs)
-    metrics = {name: list(metric_names.get(name, [])) for name in outputs}
+    losses = {name: make_loss(loss) for name, loss in _per_output(training.loss, outputs).items()}
+    metric_specs = _per_output(training.metrics, outputs)
+    metrics = {name: [make_metric(m) for m in metric_specs.get(name, [])] for name in outputs}
     kwargs: dict[str, Any] = {}
     if training.loss_weights:
         kwargs["loss_weights"] = {name: float(training.loss_weights.get(name, 1.0)) for name in outputs}

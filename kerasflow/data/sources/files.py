@@ -43,13 +43,34 @@ def load_csv(data_spec, base_dir, seed) -> Loaded:
     source = data_spec.source
     files = _split_files(source, base_dir)
 
+    names = None if getattr(source, "header", True) else list(source.names)  # text sources always have a header
+    named = {} if names is None else {"header": None, "names": names}
+    keys = {"train": "path", "validation": "validation_path", "test": "test_path"}
+    for part, path in files.items():
+        if names is not None:  # every line is data; `names` names the fields
+            _check_names(path, source.delimiter, names, keys[part])
+
     def header(path):
+        if names is not None:
+            return names
         return list(_read_csv(pd, path, source.delimiter, nrows=0, key="path").columns)
 
     def read(path, usecols, key):
-        return _read_csv(pd, path, source.delimiter, usecols=usecols, key=key)
+        return _read_csv(pd, path, source.delimiter, usecols=usecols, key=key, **named)
 
-    return _frame_parts(files, read, header, data_spec, first_line=2)
+    return _frame_parts(files, read, header, data_spec, first_line=2 if names is None else 1)
+
+
+def _check_names(path: Path, delimiter: str, names: list[str], key: str) -> None:
+    """The first line has one field per name (pandas would shift or drop fields silently)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        first = next(csv.reader(fh, delimiter=delimiter), None)
+    if first is not None and len(first) != len(names):
+        raise SpecError(Problem(path="data.source.names", message=f"{path.name} line 1 has {len(first)} fields, "
+                                f"`names` lists {len(names)}", expected=f"{len(first)} names, one per field",
+                                received=f"{len(names)} names", hint=f"data.source.{key}: {path}"))
 
 
 def _read_csv(pd, path, delimiter, *, key, **kwargs):
