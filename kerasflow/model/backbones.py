@@ -94,7 +94,7 @@ def set_top_trainable(layer, top: int | None = None, pattern: str | None = None)
         layer.trainable = True
         return 1
     layer.trainable = True
-    chosen = set(id(sub) for sub in inner[len(inner) - top:]) if top else set()
+    chosen = {id(sub) for sub in inner[len(inner) - top:]} if top else set()
     if pattern:
         chosen |= {id(sub) for sub in inner if fnmatch.fnmatchcase(sub.name, pattern)}
     for sub in inner:

@@ -181,4 +181,4 @@ def _head(target) -> dict:
                      "(a per-position decoder)")
 
 
-__all__ = ["AutoSpec", "expand", "category_dim"]
+__all__ = ["AutoSpec", "category_dim", "expand"]
