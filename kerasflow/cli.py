@@ -210,8 +210,9 @@ def evaluate(run_dir, split) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="CSV, Parquet or JSONL of raw feature rows.")
+@click.option("--input", "input_file", required=True, type=click.Path(exists=True),
+              help="CSV, Parquet or JSONL of raw feature rows (image features: file paths), "
+                   "or a folder of images for an image-only model.")
 @click.option("--output", "output_file", required=True, type=click.Path(dir_okay=False),
               help="Where predictions go (format from the extension).")
 @allow_imports_option

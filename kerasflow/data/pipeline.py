@@ -180,9 +180,9 @@ def _decode_image(path, feature):
     """Read one image file as float32 pixels (0..255) of the feature's size."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=feature.channels, expand_animations=False)
-    image = tf.image.resize(image, (feature.height, feature.width))
-    return tf.ensure_shape(image, (feature.height, feature.width, feature.channels))
+    from kerasflow.data.images import decode_image
+
+    return decode_image(tf.io.read_file(path), feature.height, feature.width, feature.channels)
 
 
 def _decoded(features: dict, image_files: dict) -> dict:
