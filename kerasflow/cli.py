@@ -113,12 +113,13 @@ def validate(files, overrides) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @set_option
 @allow_imports_option
+@click.option("--explicit", is_flag=True, help="Write an `auto` model as the model.nodes graph it expands to.")
 @_reports_errors
-def render(file, overrides) -> None:
+def render(file, overrides, explicit) -> None:
     """Print the fully resolved spec with defaults."""
     from kerasflow import api
 
-    click.echo(api.render(file, overrides), nl=False)
+    click.echo(api.render(file, overrides, explicit=explicit), nl=False)
 
 
 @cli.command()

@@ -113,7 +113,8 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
             add(("training", "stages", i, "name"), f"duplicate stage name `{stage.name}` (also stages[{seen[stage.name]}])")
         seen.setdefault(stage.name, i)
         for key in ("freeze", "unfreeze"):
-            for j, pattern in enumerate(getattr(stage, key)):
+            for j, entry in enumerate(getattr(stage, key)):
+                pattern = entry if isinstance(entry, str) else entry.node
                 if not fnmatch.filter(list(graph), pattern):
                     add(("training", "stages", i, key, j), f"`{pattern}` matches no node",
                         expected="a glob over node names: " + ", ".join(graph))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 
 import fnmatch
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -185,7 +186,8 @@ def _train(loaded, run_dir: Path, state: dict, data, strategy, tracker, quiet: b
         # Early stopping may end a stage sooner; a restored backup may have done every epoch.
         end = max([start - 1, (model._initial_epoch or 0) - 1] + list(history.epoch)) + 1
         _save_stage_weights(model, run_dir, stage.name)
-        state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end}
+        state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end,
+                                       "trainable_params": sum(math.prod(w.shape) for w in model.trainable_weights)}
         state["epoch"] = end
         rd.write_json(run_dir / rd.STATE_FILE, state)
         _remove_backup(backup_dir(run_dir, stage.name))
@@ -249,6 +251,13 @@ def _set_trainable(model, nodes: list[str], stage) -> None:
 
     for patterns, trainable in ((stage.freeze, False), (stage.unfreeze, True)):
         for pattern in patterns:
+            if not isinstance(pattern, str):  # {node, top | layers}: part of a nested model (a backbone)
+                from kerasflow.model.backbones import set_top_trainable
+
+                for node in fnmatch.filter(nodes, pattern.node):
+                    for layer in node_layers(model, node):
+                        set_top_trainable(layer, pattern.top, pattern.layers)
+                continue
             for node in fnmatch.filter(nodes, pattern):
                 for layer in node_layers(model, node):
                     layer.trainable = trainable
