@@ -17,19 +17,52 @@ def validate(path: str | os.PathLike, overrides: Sequence[str] = ()) -> LoadedSp
     return load_spec(path, overrides)
 
 
-def render(path: str | os.PathLike, overrides: Sequence[str] = ()) -> str:
-    """The fully resolved spec, defaults filled in, as YAML."""
+def render(path: str | os.PathLike, overrides: Sequence[str] = (), explicit: bool = False) -> str:
+    """The fully resolved spec, defaults filled in, as YAML.
+
+    An `auto` model is written as its `auto:` choices, or with `explicit` as
+    the ordinary `model.nodes` graph it expands to (same layers, same names:
+    it builds and trains the same model)."""
     import yaml
 
     loaded = load_spec(path, overrides)
     data = loaded.spec.model_dump(mode="json", exclude_none=True)
+    _keep_meaningful_nulls(loaded.spec, data)
     model = loaded.spec.model
+    if model.auto is not None:
+        # Values equal to their defaults are left out, so a null that differs from its default stays.
+        drop = {"auto"} if explicit else {"nodes", "outputs"}
+        data["model"] = model.model_dump(mode="json", exclude_defaults=True, exclude=drop)
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
     names = model.inputs if model.inputs is not None else list(loaded.spec.data.features)
     graph = model.graph(default_input=names[0] if len(names) == 1 else None)
     if model.nodes is None or list(graph) != list(model.nodes):  # `repeat` expanded: show the nodes it makes
         data["model"].pop("sequential", None)
-        data["model"]["nodes"] = {name: node.model_dump(mode="json", exclude_none=True) for name, node in graph.items()}
+        data["model"]["nodes"] = {}
+        for name, node in graph.items():
+            data["model"]["nodes"][name] = node.model_dump(mode="json", exclude_none=True)
+            _keep_meaningful_nulls(node, data["model"]["nodes"][name])
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _keep_meaningful_nulls(value, dumped) -> None:
+    """Put back the nulls `exclude_none` dropped where null is not the default
+    (e.g. a backbone's `weights: null`), so the rendered spec means the same."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        for name, field in type(value).model_fields.items():
+            item = getattr(value, name)
+            if item is None and field.default is not None and field.default_factory is None:
+                dumped[name] = None
+            elif name in dumped:
+                _keep_meaningful_nulls(item, dumped[name])
+    elif isinstance(value, (list, tuple)) and isinstance(dumped, list):
+        for item, out in zip(value, dumped):
+            _keep_meaningful_nulls(item, out)
+    elif isinstance(value, dict) and isinstance(dumped, dict):
+        for key, item in value.items():
+            _keep_meaningful_nulls(item, dumped.get(key))
 
 
 def json_schema() -> dict:

@@ -113,12 +113,13 @@ def validate(files, overrides) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @set_option
 @allow_imports_option
+@click.option("--explicit", is_flag=True, help="Write an `auto` model as the model.nodes graph it expands to.")
 @_reports_errors
-def render(file, overrides) -> None:
+def render(file, overrides, explicit) -> None:
     """Print the fully resolved spec with defaults."""
     from kerasflow import api
 
-    click.echo(api.render(file, overrides), nl=False)
+    click.echo(api.render(file, overrides, explicit=explicit), nl=False)
 
 
 @cli.command()
@@ -209,8 +210,9 @@ def evaluate(run_dir, split) -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False, exists=True),
-              help="CSV, Parquet or JSONL of raw feature rows.")
+@click.option("--input", "input_file", required=True, type=click.Path(exists=True),
+              help="CSV, Parquet or JSONL of raw feature rows (image features: file paths), "
+                   "or a folder of images for an image-only model.")
 @click.option("--output", "output_file", required=True, type=click.Path(dir_okay=False),
               help="Where predictions go (format from the extension).")
 @allow_imports_option

@@ -97,7 +97,7 @@ CASES: list[tuple[str, dict, str, str]] = [
     ("model-self-cycle", {"set": {"model.nodes.h2.input": "h2"}}, "model.nodes.h2", "cycle"),
     ("model-missing-output-node", {"set": {"model.outputs": {"label": "outt"}}}, "model.outputs.label", "did you mean `out`"),
     ("model-output-unknown-target", {"set": {"model.outputs": {"lable": "out"}}}, "model.outputs.lable", "did you mean `label`"),
-    ("model-no-nodes-or-sequential", {"drop": ["model.nodes"]}, "model", "exactly one of `nodes` or `sequential`"),
+    ("model-no-nodes-or-sequential", {"drop": ["model.nodes"]}, "model", "exactly one of `nodes`, `sequential` or `auto`, received none"),
     ("model-unknown-input-feature", {"set": {"model.inputs": ["pixel"]}}, "model.inputs[0]", "did you mean `pixels`"),
     ("model-node-no-input", {"set": {"model.nodes.h1.input": DELETE}}, "model.nodes.h1", "has no input"),
     ("model-node-name-is-feature", {"set": {"model.nodes.pixels": {"layer": "dense", "input": "h1", "units": 2}}},

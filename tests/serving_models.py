@@ -5,7 +5,6 @@ model, a dict of outputs keyed by target name)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -69,48 +68,12 @@ def train_shop(epochs: int = 25) -> Trained:
     return Trained(model, x, x, (colors == "red").astype(int))
 
 
-CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"
+def export_shop_with_example_signatures(shop: Trained, base) -> None:
+    """The shop model as version 1 of `base`, with TF Serving's Classify and Regress
+    signatures next to `serving_default`: `kerasflow.export` writes `classify_good`
+    (`classes`/`scores` for `good`) and `regress_price` (`outputs` for `price`),
+    both over serialized tf.Examples (`inputs`, DT_STRING [batch])."""
+    from kerasflow.export import export_version
 
-
-def export_shop_with_example_signatures(shop: Trained, path) -> None:
-    """The shop model with TF Serving's Classify and Regress signatures next to `serving_default`.
-
-    Both take serialized tf.Examples (`inputs`, DT_STRING [batch]) carrying the
-    raw features: `classify_good` answers `classes`/`scores` for `good`,
-    `regress_price` answers `outputs` for `price`. Keras' ExportArchive writes
-    every signature with the predict method, so the method names are set in
-    saved_model.pb afterwards (what TF Serving reads to accept Classify/Regress).
-    """
-    import keras
-    import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    model = shop.model
-    features = {"color": tf.io.FixedLenFeature([1], tf.string), "size": tf.io.FixedLenFeature([1], tf.float32)}
-    examples = [tf.TensorSpec([None], tf.string, name="inputs")]
-
-    def classify(inputs):
-        p = model(tf.io.parse_example(inputs, features), training=False)["good"]
-        scores = tf.concat([1 - p, p], axis=1)
-        return {"classes": tf.tile(tf.constant([SHOP_TARGETS["good"]["class_names"]]), [tf.shape(p)[0], 1]),
-                "scores": scores}
-
-    def regress(inputs):
-        return {"outputs": model(tf.io.parse_example(inputs, features), training=False)["price"]}
-
-    def predict(color, size):
-        return model({"color": color, "size": size}, training=False)
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", predict, [tf.TensorSpec([None, 1], tf.string, name="color"),
-                                                      tf.TensorSpec([None, 1], tf.float32, name="size")])
-    archive.add_endpoint("classify_good", classify, examples)
-    archive.add_endpoint("regress_price", regress, examples)
-    archive.write_out(str(path), verbose=False)
-    pb = Path(path) / "saved_model.pb"
-    proto = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
-    signatures = proto.meta_graphs[0].signature_def
-    signatures["classify_good"].method_name = CLASSIFY
-    signatures["regress_price"].method_name = REGRESS
-    pb.write_bytes(proto.SerializeToString())
+    export_version(shop.model, base, version=1, sample_inputs=shop.x_test, target_info=SHOP_TARGETS,
+                   model_name="shop", check_parity=False)

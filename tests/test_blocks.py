@@ -16,6 +16,7 @@ keras = pytest.importorskip("keras")
 
 # name -> variants of (features read, the node's fields, per-example output shape)
 BLOCK_CASES = {
+    "backbone": [(["photo"], "input: photo, application: MobileNetV3Small, weights: null, pooling: max", (576,))],
     "mlp": [(["vec"], "input: vec, units: [8, 4], dropout: 0.1, batch_norm: true, kernel_regularizer: {l2: 0.001}", (4,))],
     "conv_stack": [
         (["img"], "input: img, filters: [4, 8], batch_norm: true, dropout: 0.1", (2, 2, 8)),

@@ -27,6 +27,7 @@ FEATURES = {
     "seq": "{type: numeric, shape: [8, 4]}",
     "ctx": "{type: numeric, shape: [5, 4]}",
     "img": "{type: numeric, shape: [8, 8, 3]}",
+    "photo": "{type: numeric, shape: [32, 32, 3]}",  # the smallest keras.applications input
     "tok": "{type: sequence, length: 6, vocab_size: 20}",
     "ids": "{type: sequence, length: 1, vocab_size: 5}",
     "text": "{type: text}",  # fed as a raw string input (see _string_inputs)

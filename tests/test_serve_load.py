@@ -156,7 +156,7 @@ def test_full_batching_queue_answers_503_and_unavailable(digits, digits_base):
 @pytest.fixture(scope="module")
 def shop_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("shop")
-    export_shop_with_example_signatures(train_shop(), base / "1")
+    export_shop_with_example_signatures(train_shop(), base)
     with EmbeddedServer(base, model_name="shop", rest_port=0, grpc_port=0) as srv:
         yield srv
 

@@ -16,7 +16,7 @@ from mlflow_server import free_port, migrated_store
 
 from kerasflow.spec.errors import SpecError
 from kerasflow.track import RunTracker, TrackingWarning, default_tags, flatten_params, launch_ui, resolve_uri
-from kerasflow.track import mlflow as tracker_module
+from kerasflow.track import recorder as tracker_module
 from kerasflow.track import transport
 from kerasflow.track.params import MAX_KEY_LENGTH, MAX_PARAMS_PER_BATCH, MAX_VALUE_LENGTH, batches
 
@@ -341,3 +341,70 @@ def test_alias_moves_only_when_the_objective_is_at_least_as_good(store, digits):
     assert kept.tags["kerasflow.alias_reason"] == worse["reason"]
     with pytest.raises(ValueError, match="expected 'max' or 'min'"):
         RunTracker({}, spec_dict=SPEC, run_dir=store).register("models:/m", "digits", objective="loss", mode="best", value=1)
+
+
+# -- models with string inputs and several heads --------------------------------------
+
+
+def _two_headed_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    city = keras.Input((1,), dtype="string", name="city")
+    size = keras.Input((2,), name="size")
+    index = keras.layers.StringLookup(vocabulary=["paris", "rome"], name="city_lookup")(city)
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(3, 4)(index))
+    hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()([embedded, size]))
+    outputs = {"kind": keras.layers.Dense(3, activation="softmax", name="kind")(hidden),
+               "price": keras.layers.Dense(1, name="price")(hidden)}
+    return keras.Model({"city": city, "size": size}, outputs)
+
+
+def test_string_inputs_and_two_heads_are_logged_loaded_and_registered(store):
+    import mlflow
+    import numpy as np
+    import tensorflow as tf
+
+    model = _two_headed_model()
+    x = {"city": np.array([["paris"], ["rome"], ["oslo"]], dtype=object),
+         "size": np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=np.float32)}
+    model.save(store / "model.keras")
+    with RunTracker({}, spec_dict=SPEC, run_dir=store / "run") as tracker:
+        uri = tracker.log_model(model, input_example=x, model_file=store / "model.keras")
+        decision = tracker.register(uri, "houses", objective="val_loss", mode="min", value=0.5)
+    assert uri and decision["moved"] and decision["version"] == "1"
+    mlflow.set_tracking_uri(tracker.uri)
+    try:
+        loaded = mlflow.pyfunc.load_model("models:/houses@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    assert loaded.metadata.get_input_schema().input_names() == ["city", "size"]
+    assert loaded.metadata.get_output_schema().input_names() == ["kind", "price"]
+    served = loaded.predict(x)  # named outputs: a dict of arrays
+    expected = model({"city": tf.constant(x["city"].astype(str)), "size": tf.constant(x["size"])})  # not numpy strings
+    for head in ("kind", "price"):
+        np.testing.assert_allclose(served[head], expected[head], rtol=1e-5, atol=1e-6)
+
+
+def test_registering_a_run_without_a_model_fails_clearly_and_leaves_no_empty_model(store):
+    with RunTracker({}, spec_dict=SPEC, run_dir=store / "run") as tracker:
+        with pytest.raises(SpecError, match="no model to register as 'ghost'"):
+            tracker.register(f"runs:/{tracker.run_id}/model", "ghost", objective="loss", mode="min", value=1.0)
+    assert _client(tracker.uri).search_registered_models(filter_string="name = 'ghost'") == []
+
+
+def test_a_dead_tracking_worker_warns_and_training_goes_on(store, digits):
+    from kerasflow.track.worker import worker
+
+    x, y = digits
+    tracker = RunTracker({}, spec_dict=SPEC, run_dir=store / "run").start()
+    callback = tracker.keras_callback()
+    process = worker().proc
+    process.kill()
+    process.wait()
+    with pytest.warns(TrackingWarning):
+        history = _model().fit(x[:256], y[:256], epochs=2, verbose=0, callbacks=[callback])
+        tracker.set_tags({"a": "b"})
+        tracker.end()
+    assert len(history.history["loss"]) == 2

@@ -10,64 +10,16 @@ image files are decoded in a parallel map and cached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
 import numpy as np
 
 from kerasflow.data.features import augmentation, plain
 from kerasflow.data.fingerprint import data_fingerprint
+from kerasflow.data.prepared import SPLITS, PreparedData
 from kerasflow.spec.errors import Problem, SpecError
 
-SPLITS = ("train", "validation", "test")
+_GATHER_BATCHES = 32  # batches per vectorized gather: large enough to amortize, small enough to stay cache-friendly
 
-
-@dataclass
-class PreparedData:
-    """Everything later stages need from the data section.
-
-    Attributes:
-        train, validation, test: batched datasets of (features, targets) dicts;
-            validation/test are None when their split is empty by design.
-        stats: JSON preprocessing state from the training split, by feature.
-        targets: per target {"type", "num_classes", "class_names", ...} (JSON).
-        fingerprint: content hash of the data section, seed and source bytes.
-        batch_size: examples per batch.
-        sizes: examples (timeseries: windows) per split; 0 for a split not requested.
-    """
-
-    train: Any
-    validation: Any
-    test: Any
-    stats: dict
-    targets: dict
-    fingerprint: str
-    batch_size: int
-    sizes: dict[str, int]
-    _materialize: Callable[[str], tuple[dict, dict]] = field(repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def steps(self, split: str = "train") -> int:
-        """Batches per epoch of a split."""
-        return -(-self.sizes[split] // self.batch_size)
-
-    def arrays(self, split: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The whole split as numpy: (raw features, encoded targets), unshuffled."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, received {split!r}")
-        if getattr(self, split) is None:
-            raise ValueError(f"the {split} split is empty (its fraction is 0)")
-        if split not in self._cache:
-            self._cache[split] = self._materialize(split)
-        return self._cache[split]
-
-    def sample_inputs(self, n: int, split: str = "validation") -> dict[str, np.ndarray]:
-        """The first `n` raw feature rows of a split (train when it is empty).
-        Strings are object arrays of `str`."""
-        if getattr(self, split) is None:
-            split = "train"
-        features, _ = self.arrays(split)
-        return {k: v[:n] for k, v in features.items()}
+__all__ = ["SPLITS", "PreparedData", "gathered_batches", "prepare_data"]
 
 
 def prepare_data(spec, *, base_dir=None) -> PreparedData:
@@ -139,18 +91,47 @@ def _batches(features: dict, targets: dict, data_spec, *, training: bool, seed: 
             ds = ds.shuffle(min(data_spec.shuffle_buffer, n), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
     else:
-        # In memory: shuffle row indices (cheap scalars), then gather whole batches at once.
+        # In memory: one permutation of the row indices per epoch, rows gathered
+        # many batches at a time: no per-example work at all.
         tensors = (_tensors(features), _tensors(targets))
-        index = tf.data.Dataset.range(n)
-        if training:
-            index = index.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        ds = index.batch(batch_size).map(lambda i: tf.nest.map_structure(lambda a: tf.gather(a, i), tensors),
-                                         **parallel)
+        ds = gathered_batches(tensors, n, batch_size, seed=seed if training else None, parallel=parallel)
     if training:
         ds = _augment(ds, data_spec, seed, parallel)
     options = tf.data.Options()
     options.deterministic = data_spec.deterministic
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = None, parallel: dict | None = None):
+    """Batches of the rows of `tensors` (a structure of arrays with `n` rows), every row once.
+
+    With `seed`, each iteration (epoch) takes the rows in a new random order,
+    the same sequence of orders on every run; without, in order. Rows are
+    gathered `_GATHER_BATCHES` batches at a time: one vectorized gather per
+    chunk, so no step of the pipeline works on single examples.
+    """
+    import tensorflow as tf
+
+    full, rest = divmod(n, batch_size)
+    parallel = parallel or {}
+
+    def take(index):
+        return tf.nest.map_structure(lambda a: tf.gather(a, index), tensors)
+
+    def cut(order):
+        chunks = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: full * batch_size], [full, batch_size]))
+        ds = chunks.batch(_GATHER_BATCHES).map(take, **parallel).unbatch()
+        if rest:
+            ds = ds.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]).map(take))
+        # unbatch and flat_map hide the length; Keras (steps per epoch, progress) needs it.
+        return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
+
+    rows = tf.range(n, dtype=tf.int64)
+    if seed is None:
+        return cut(rows)
+    epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    ds = epochs.flat_map(lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0]))))
+    return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
 
 
 def _tensors(arrays: dict) -> dict:
@@ -180,9 +161,9 @@ def _decode_image(path, feature):
     """Read one image file as float32 pixels (0..255) of the feature's size."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(tf.io.read_file(path), channels=feature.channels, expand_animations=False)
-    image = tf.image.resize(image, (feature.height, feature.width))
-    return tf.ensure_shape(image, (feature.height, feature.width, feature.channels))
+    from kerasflow.data.images import decode_image
+
+    return decode_image(tf.io.read_file(path), feature.height, feature.width, feature.channels)
 
 
 def _decoded(features: dict, image_files: dict) -> dict:

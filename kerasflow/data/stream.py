@@ -1,9 +1,14 @@
 """`stream: true` CSV sources: files larger than memory, read with tf.data.
 
 One pandas pass in chunks checks every value (errors keep their file line),
-counts the splits and computes the training statistics; the datasets then
-read lines with `TextLineDataset`, assign each line to a split by a seeded
-hash of its line number, shuffle lines, batch and parse with `decode_csv`.
+counts the splits and computes the training statistics. The datasets then
+work on blocks of lines, never on single lines: `TextLineDataset` lines are
+grouped in blocks of `PARSE_LINES`, each block keeps the lines a seeded hash
+of their line numbers assigns to its split and is parsed at once with
+`decode_csv`; parsed rows are cut into blocks of `BLOCK_LINES`, cached,
+shuffled as blocks and regrouped into batches. A training
+batch is then made of `batch_size / BLOCK_LINES` random runs of consecutive
+lines drawn from a `shuffle_buffer` of lines.
 Supported: numeric and category features; category, binary and numeric targets.
 """
 
@@ -22,6 +27,11 @@ from kerasflow.data.stats import category_vocabulary
 from kerasflow.spec.errors import Problem, SpecError
 
 CHUNK_ROWS = 200_000
+# Lines read and parsed at once (decode_csv's per-call cost, amortized), then
+# cut into blocks of BLOCK_LINES that are shuffled: small enough that a batch
+# mixes many random places of the file, large enough to cost far less than lines.
+PARSE_LINES = 2048
+BLOCK_LINES = 32
 
 
 def _part_codes(index, seed: int, validation: float, test: float, where=np.where):
@@ -34,7 +44,7 @@ def _part_codes(index, seed: int, validation: float, test: float, where=np.where
 def prepare_stream(spec, *, base_dir=None):
     import pandas as pd
 
-    from kerasflow.data.pipeline import PreparedData
+    from kerasflow.data.prepared import PreparedData
 
     data_spec, seed = spec.data, spec.seed
     _check_supported(data_spec)
@@ -177,18 +187,23 @@ class _Reader:
         import tensorflow as tf
 
         spec = self.data_spec
-        lines = tf.data.TextLineDataset(str(path)).skip(1)
+        block = PARSE_LINES
+        blocks = tf.data.TextLineDataset(str(path)).skip(1).batch(block)
         if code is not None and any(self.carve.values()):
             seed, validation, test = self.seed, self.carve["validation"], self.carve["test"]
-            lines = lines.enumerate().filter(
-                lambda i, _: tf.equal(_part_codes(i, seed, validation, test, where=tf.where), code)
-            ).map(lambda _, line: line)
-        if spec.cache is not False:  # raw lines: parsing stays per epoch, but disk reads go
-            lines = lines.cache() if spec.cache is True else lines.cache(f"{spec.cache}.{Path(path).stem}.{code}")
-        if training:
-            lines = lines.shuffle(spec.shuffle_buffer, seed=self.seed, reshuffle_each_iteration=True)
+
+            def keep(index, lines):
+                rows = index * block + tf.range(tf.size(lines, out_type=tf.int64), dtype=tf.int64)
+                return tf.boolean_mask(lines, tf.equal(_part_codes(rows, seed, validation, test, where=tf.where), code))
+
+            blocks = blocks.enumerate().map(keep, num_parallel_calls=tf.data.AUTOTUNE)
         parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=spec.deterministic)
-        ds = lines.batch(batch_size).map(self._decode, **parallel)
+        ds = blocks.map(self._decode, **parallel).rebatch(BLOCK_LINES)
+        if spec.cache is not False:  # parsed blocks: later epochs neither read nor parse
+            ds = ds.cache() if spec.cache is True else ds.cache(f"{spec.cache}.{Path(path).stem}.{code}")
+        if training:
+            ds = ds.shuffle(max(spec.shuffle_buffer // BLOCK_LINES, 2), seed=self.seed, reshuffle_each_iteration=True)
+        ds = ds.rebatch(batch_size)
         options = tf.data.Options()
         options.deterministic = spec.deterministic
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

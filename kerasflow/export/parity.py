@@ -3,7 +3,8 @@
 A fresh interpreter is the only honest test of an export: it has no Keras
 objects, custom-layer registrations or Python state to lean on, exactly like
 `tensorflow_model_server`. The child loads the SavedModel with
-`tf.saved_model.load`, runs `serving_default` on the sample rows, replays the
+`tf.saved_model.load`, runs `serving_default` (and any other signature asked
+for: `serving_bytes`, `classify_*`, `regress_*`) on the sample rows, replays the
 warmup records (TF Serving refuses a version whose warmup fails) and writes
 the outputs back for comparison.
 
@@ -32,22 +33,36 @@ def check_parity(
     expected: Mapping[str, np.ndarray],
     *,
     atol: float,
+    others: Mapping[str, tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]] | None = None,
 ) -> float:
     """Largest |SavedModel - Keras| over float outputs; raises SpecError beyond `atol`.
 
-    Non-float outputs (class ids, class names) must match exactly.
+    `inputs`/`expected` are for `serving_default`; `others` maps further
+    signature names to their own (inputs, expected), checked in the same
+    child process. Non-float outputs (class ids, class names) must match exactly.
     """
+    cases = {"serving_default": (inputs, expected), **dict(others or {})}
     with tempfile.TemporaryDirectory(prefix="kerasflow-parity-") as work:
-        np.savez(Path(work) / "inputs.npz", **inputs)
-        actual = _run_child(Path(saved_model_dir), Path(work))
-    return compare(expected, actual, atol=atol)
+        names = list(cases)
+        (Path(work) / "signatures.txt").write_text("\n".join(names), encoding="utf-8")
+        for i, name in enumerate(names):
+            np.savez(Path(work) / f"inputs-{i}.npz", **cases[name][0])
+        actual = _run_child(Path(saved_model_dir), Path(work), len(names))
+    max_diff = 0.0
+    for i, name in enumerate(names):
+        max_diff = max(max_diff, compare(cases[name][1], actual[i], atol=atol,
+                                         where="" if name == "serving_default" else f"{name}:"))
+    return max_diff
 
 
-def compare(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], *, atol: float) -> float:
-    """Max abs diff over float outputs; SpecError listing every disagreeing output."""
+def compare(expected: Mapping[str, np.ndarray], actual: Mapping[str, np.ndarray], *, atol: float,
+            where: str = "") -> float:
+    """Max abs diff over float outputs; SpecError listing every disagreeing output.
+
+    `where` prefixes output names in messages (the signature, when not the default)."""
     problems, max_diff = [], 0.0
     for name, want in expected.items():
-        path = f"export.atol[{name}]"
+        path = f"export.atol[{where}{name}]"
         if name not in actual:
             problems.append(Problem(path, "the SavedModel lacks this output", received=str(sorted(actual))))
             continue
@@ -99,7 +114,7 @@ def compare_served(expected: Mapping[str, np.ndarray], served: Mapping, *, atol:
     return compare(want, got, atol=atol)
 
 
-def _run_child(saved_model_dir: Path, work: Path) -> dict[str, np.ndarray]:
+def _run_child(saved_model_dir: Path, work: Path, count: int) -> list[dict[str, np.ndarray]]:
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -112,11 +127,14 @@ def _run_child(saved_model_dir: Path, work: Path) -> dict[str, np.ndarray]:
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
         raise SpecError(Problem(
-            "export", "the SavedModel failed in a fresh process (load, serving_default or warmup replay)",
+            "export", "the SavedModel failed in a fresh process (load, a signature or warmup replay)",
             received=tail or f"exit code {proc.returncode}",
             hint="custom ops or Python-only state do not survive export; see the error above"))
-    with np.load(work / "outputs.npz", allow_pickle=True) as data:  # our own file, just written
-        return {k: data[k] for k in data.files}
+    outputs = []
+    for i in range(count):
+        with np.load(work / f"outputs-{i}.npz", allow_pickle=True) as data:  # our own file, just written
+            outputs.append({k: data[k] for k in data.files})
+    return outputs
 
 
 def _child(saved_model_dir: str, work: str) -> None:
@@ -125,17 +143,19 @@ def _child(saved_model_dir: str, work: str) -> None:
     from kerasflow.export.warmup import WARMUP_FILE, read_warmup_requests
 
     loaded = tf.saved_model.load(saved_model_dir)
-    fn = loaded.signatures["serving_default"]
-    with np.load(Path(work) / "inputs.npz", allow_pickle=True) as data:
-        inputs = {k: tf.constant(data[k]) for k in data.files}
-    outputs = {k: v.numpy() for k, v in fn(**inputs).items()}
+    names = (Path(work) / "signatures.txt").read_text(encoding="utf-8").split("\n")
+    for i, name in enumerate(names):
+        with np.load(Path(work) / f"inputs-{i}.npz", allow_pickle=True) as data:
+            inputs = {k: tf.constant(data[k]) for k in data.files}
+        outputs = {k: v.numpy() for k, v in loaded.signatures[name](**inputs).items()}
+        np.savez(Path(work) / f"outputs-{i}.npz", **outputs)
     for i, log in enumerate(read_warmup_requests(Path(saved_model_dir) / "assets.extra" / WARMUP_FILE)):
         request = log.predict_log.request
         try:
+            fn = loaded.signatures[request.model_spec.signature_name or "serving_default"]
             fn(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
         except Exception as err:  # report which record, then fail the check
             raise SystemExit(f"warmup record {i} failed: {err}") from err
-    np.savez(Path(work) / "outputs.npz", **outputs)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ class ExportResult:
         parity_max_abs_diff: largest |SavedModel - Keras| over float outputs,
             None when the parity check was skipped.
         removed_versions: older versions deleted because of `keep`.
+        signatures: every signature written (`serving_default` first).
     """
 
     path: Path
@@ -56,6 +57,7 @@ class ExportResult:
     outputs: dict[str, dict[str, Any]]
     parity_max_abs_diff: float | None
     removed_versions: tuple[int, ...] = field(default=())
+    signatures: tuple[str, ...] = field(default=())
 
 
 def list_versions(base_path: str | os.PathLike) -> list[int]:
@@ -79,6 +81,7 @@ def export_version(
     atol: float = 1e-5,
     model_name: str = "model",
     check_parity: bool = True,
+    image_features: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> ExportResult:
     """Write `model` as `BASE/<version>/`, atomically, after a fresh-process parity check.
 
@@ -98,23 +101,45 @@ def export_version(
         atol: largest allowed |SavedModel - Keras| on float outputs.
         model_name: name written into the warmup requests (TF Serving's model name).
         check_parity: run the fresh-process parity check (default True).
+        image_features: image feature name -> (height, width, channels): adds the
+            `serving_bytes` signature taking these as encoded PNG/JPEG bytes
+            (see `kerasflow.export.images`). Names the model does not take are ignored.
+
+    Besides `serving_default` (and `serving_bytes`), TF Serving's `classify_<target>`
+    and `regress_<target>` signatures over serialized tf.Examples are written for
+    targets that support them (see `kerasflow.export.examples`).
 
     Raises:
         SpecError: bad arguments, or the SavedModel disagrees with the Keras model.
     """
-    from kerasflow.export import parity, signature, warmup
+    from kerasflow.export import examples, images, parity, signature, warmup
 
     base = Path(base_path)
     _check_arguments(base, version, warmup_requests, keep, atol)
     specs = signature.input_specs(model)
     rows = signature.coerce_inputs(sample_inputs, specs)
     fn = signature.serving_function(model, target_info)
+    image_sizes = _image_sizes(image_features, specs)
+    encoded = {k: images.encode_png(rows[k]) for k in image_sizes}  # real PNGs of the sample images
+    endpoints = {SIGNATURE_NAME: (fn, [specs], None)}
+    extra_rows = {}  # signature -> its sample rows, for warmup and parity
+    if image_sizes:
+        bytes_fn, bytes_signature = images.bytes_endpoint(fn, specs, image_sizes)
+        endpoints[images.BYTES_SIGNATURE] = (bytes_fn, bytes_signature, None)
+        extra_rows[images.BYTES_SIGNATURE] = images.bytes_rows(rows, encoded)
+    targets = signature.example_targets(model, target_info)
+    example_fns = examples.example_endpoints(fn, specs, targets, image_sizes)
+    if example_fns:
+        serialized = {examples.EXAMPLES_INPUT: examples.serialize_examples(rows, encoded)}
+        endpoints.update(example_fns)
+        extra_rows.update({name: serialized for name in example_fns})
 
     base.mkdir(parents=True, exist_ok=True)
     _remove_stale(base)
     tmp = base / f"{_TMP_PREFIX}{_owner()}.{uuid.uuid4().hex[:8]}"
     try:
-        _write_saved_model(model, fn, specs, tmp)
+        _write_saved_model(model, endpoints, tmp)
+        examples.set_methods(tmp, {name: method for name, (_, _, method) in endpoints.items() if method})
         info = signature.describe(tmp)
         if warmup_requests:
             warmup.write_warmup_requests(
@@ -122,13 +147,18 @@ def export_version(
                 rows,
                 model_name=model_name,
                 count=warmup_requests,
+                others={k: v for k, v in extra_rows.items() if k == images.BYTES_SIGNATURE},
             )
         max_diff = None
         if check_parity:
             subset = {k: v[:_MAX_PARITY_ROWS] for k, v in rows.items()}
+            others = {}
+            for name, signature_rows in extra_rows.items():
+                signature_subset = {k: v[:_MAX_PARITY_ROWS] for k, v in signature_rows.items()}
+                others[name] = (signature_subset, signature.call_eagerly(endpoints[name][0], signature_subset))
             expected = signature.call_eagerly(fn, subset)
-            max_diff = parity.check_parity(tmp, subset, expected, atol=atol)
-        _write_metadata(tmp, metadata, model_name, info, target_info, atol, max_diff)
+            max_diff = parity.check_parity(tmp, subset, expected, atol=atol, others=others)
+        _write_metadata(tmp, metadata, model_name, info, target_info, atol, max_diff, list(endpoints))
         published = _publish(tmp, base, version)
     finally:
         if tmp.exists():
@@ -141,6 +171,7 @@ def export_version(
         outputs=info["outputs"],
         parity_max_abs_diff=max_diff,
         removed_versions=removed,
+        signatures=tuple(endpoints),
     )
 
 
@@ -206,16 +237,22 @@ def _check_arguments(base: Path, version, warmup_requests, keep, atol) -> None:
         raise SpecError(problems)
 
 
-def _write_saved_model(model, fn, specs, path: Path) -> None:
+def _image_sizes(image_features, specs) -> dict[str, tuple[int, int, int]]:
+    """Image features the model takes, name -> (height, width, channels); others are ignored, like extra sample keys."""
+    return {name: tuple(int(d) for d in size) for name, size in dict(image_features or {}).items() if name in specs}
+
+
+def _write_saved_model(model, endpoints, path: Path) -> None:
     import keras
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(SIGNATURE_NAME, fn, input_signature=[specs])
+    for name, (fn, input_signature, _) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=input_signature)
     archive.write_out(str(path), verbose=False)
 
 
-def _write_metadata(path: Path, metadata, model_name, info, target_info, atol, max_diff) -> None:
+def _write_metadata(path: Path, metadata, model_name, info, target_info, atol, max_diff, signatures) -> None:
     import yaml
 
     from kerasflow import __version__
@@ -226,6 +263,7 @@ def _write_metadata(path: Path, metadata, model_name, info, target_info, atol, m
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model_name": model_name,
         "signature_name": SIGNATURE_NAME,
+        "signatures": list(signatures),
         "inputs": info["inputs"],
         "outputs": info["outputs"],
         "targets": _plain(dict(target_info or {})),

@@ -109,7 +109,7 @@ def serving_function(model, target_info: Mapping[str, Mapping[str, Any]] | None)
     names = [name for name, _ in named]
     structure = model.input
     raw_names = _raw_output_names(model)
-    heads = _heads(target_info or {}, raw_names, model)
+    heads = {t: head for t, (head, _) in _heads(target_info or {}, raw_names, model).items()}
 
     def serve(inputs):
         args = keras.tree.pack_sequence_as(structure, [inputs[n] for n in names])
@@ -133,7 +133,7 @@ def _raw_output_names(model) -> list[str]:
     return list(model.output_names)
 
 
-def _heads(target_info, raw_names, model) -> dict[str, Callable]:
+def _heads(target_info, raw_names, model) -> dict[str, tuple[Callable, tuple[str, list[str]]]]:
     import keras
 
     problems = []
@@ -158,10 +158,31 @@ def _heads(target_info, raw_names, model) -> dict[str, Callable]:
                                     expected=f"{expected} names", received=str(class_names)))
             continue
         prefix = f"{target}/" if several else ""
-        heads[target] = _classification_head(prefix, class_names, binary_sigmoid)
+        heads[target] = (_classification_head(prefix, class_names, binary_sigmoid), (prefix, class_names))
     if problems:
         raise SpecError(problems)
     return heads
+
+
+def example_targets(model, target_info: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Targets TF Serving's Classify/Regress APIs can answer, from `serving_function`'s outputs.
+
+    Returns target -> {"method": "classify", "scores": output key, "class_names": [...]}
+    for classification targets, or {"method": "regress", "outputs": output key}
+    for numeric targets with one value per row.
+    """
+    import keras
+
+    info = dict(target_info or {})
+    raw_names = _raw_output_names(model)
+    shapes = dict(zip(raw_names, [tuple(o.shape) for o in keras.tree.flatten(model.output)]))
+    found = {}
+    for target, (_, (prefix, class_names)) in _heads(info, raw_names, model).items():
+        found[target] = {"method": "classify", "scores": f"{prefix}probabilities", "class_names": class_names}
+    for target, spec in info.items():
+        if spec.get("type") not in _CLASSIFICATION and shapes.get(target) in ((None,), (None, 1)):
+            found[target] = {"method": "regress", "outputs": target}
+    return found
 
 
 def _classification_head(prefix: str, class_names: list[str], binary_sigmoid: bool) -> Callable:

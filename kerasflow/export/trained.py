@@ -48,6 +48,7 @@ def export_run(run_dir: str | os.PathLike, *, base_path: str | os.PathLike | Non
         model, base, version=version or cfg.version, sample_inputs=data.sample_inputs(max(cfg.warmup_requests, 16), split),
         target_info=files.targets, metadata=metadata, warmup_requests=cfg.warmup_requests,
         keep=keep or cfg.keep, atol=cfg.atol, model_name=name,
+        image_features={n: (f.height, f.width, f.channels) for n, f in spec.data.features.items() if f.type == "image"},
     )
     if tfserving_config:
         write_tfserving_config(base, name, tfserving_config)

@@ -3,7 +3,8 @@
 TensorFlow Serving replays these `PredictionLog` records when it loads a
 version, so the first real request does not pay for graph optimisation. Each
 record is a one-row `PredictRequest` built from real sample rows, cycling
-through them when fewer rows than records are given.
+through them when fewer rows than records are given (and through the predict
+signatures: `serving_default`, and `serving_bytes` with real encoded images).
 """
 
 from __future__ import annotations
@@ -36,20 +37,27 @@ def write_warmup_requests(
     model_name: str,
     count: int,
     signature_name: str = "serving_default",
+    others: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> int:
-    """Write `count` one-row PredictRequests as a TFRecord of PredictionLog protos; returns count."""
+    """Write `count` one-row PredictRequests as a TFRecord of PredictionLog protos; returns count.
+
+    `others` maps further predict signatures (e.g. `serving_bytes`, whose
+    image inputs are real encoded images) to their rows; records then cycle
+    through the signatures as well as through the rows.
+    """
     import tensorflow as tf
 
     model_pb2, predict_pb2, prediction_log_pb2 = _apis()
-    n_rows = len(next(iter(rows.values())))
+    cases = [(signature_name, rows), *dict(others or {}).items()]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(out)) as writer:
         for i in range(count):
-            row = i % n_rows
+            signature, signature_rows = cases[i % len(cases)]
+            row = (i // len(cases)) % len(next(iter(signature_rows.values())))
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
-            for name, values in rows.items():
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for name, values in signature_rows.items():
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(values[row:row + 1]))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))

@@ -3,6 +3,7 @@
 Routes and status codes follow `tensorflow_serving/model_servers/http_rest_api_*`:
 
     POST /v1/models/NAME[/versions/N|/labels/L]:(predict|classify|regress)
+    POST /v1/models/NAME[/versions/N|/labels/L]:upload   (kerasflow's own: an image file, see serve/upload.py)
     GET  /v1/models/NAME[/versions/N|/labels/L]            -> GetModelStatusResponse JSON
     GET  /v1/models/NAME[/versions/N|/labels/L]/metadata   -> model_spec + signature_def JSON
 
@@ -37,7 +38,7 @@ from kerasflow.serve.servables import ModelRepository, ServingError
 log = logging.getLogger("kerasflow.serve")
 
 _PREDICT = re.compile(
-    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)", re.IGNORECASE)
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict|upload)", re.IGNORECASE)
 _STATUS = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.IGNORECASE)
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
@@ -147,19 +148,19 @@ class RestServer:
                     return response
             if not path.lower().startswith("/v1/"):
                 return _response(404, {"error": f"Not found: {method} {path}"})
-            return _response(200, await self._route(method, path, body))
+            return _response(200, await self._route(method, path, body, request.headers.get("Content-Type", "")))
         except ServingError as err:
             return _response(_HTTP_STATUS.get(err.code, 500), {"error": err.message})
         except Exception as err:  # a bug answers 500 and the server keeps going
             log.exception("unexpected error serving %s %s", method, path)
             return _response(500, {"error": f"Internal: {err}"})
 
-    async def _route(self, method: str, path: str, body: bytes) -> bytes:
+    async def _route(self, method: str, path: str, body: bytes, content_type: str) -> bytes:
         repo = self.repository
         match = _PREDICT.fullmatch(path) if method == "POST" else None
         if match:
             name, version, label = _model_info(match)
-            return await self._infer(repo.resolve(name, version, label), match.group(4).lower(), body)
+            return await self._infer(repo.resolve(name, version, label), match.group(4).lower(), body, content_type)
         match = _STATUS.fullmatch(path) if method == "GET" else None
         if not match:
             raise ServingError("INVALID_ARGUMENT", f"Malformed request: {method} {path}")
@@ -177,11 +178,15 @@ class RestServer:
                           "metadata": {"signature_def": _as_dict(signatures)}})
         return _json(_as_dict(repo.status_response(name, version, label)))
 
-    async def _infer(self, servable, verb: str, body: bytes) -> bytes:
-        """:predict, :classify or :regress; the model runs batched or on the executor, never on the loop."""
-        from kerasflow.serve import inference
+    async def _infer(self, servable, verb: str, body: bytes, content_type: str) -> bytes:
+        """:predict, :classify, :regress or :upload; the model runs batched or on the executor, never on the loop."""
+        from kerasflow.serve import inference, upload
 
         def prepare():
+            if verb == "upload":
+                inputs = upload.upload_inputs(servable, content_type, body)
+                future = servable.submit(upload.SIGNATURE, inputs, self._executor)
+                return future, lambda outputs: rest_json.response_body(outputs, True)
             doc = rest_json.parse_body(body)
             if verb == "predict":
                 name = doc.get("signature_name")

@@ -113,7 +113,8 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
             add(("training", "stages", i, "name"), f"duplicate stage name `{stage.name}` (also stages[{seen[stage.name]}])")
         seen.setdefault(stage.name, i)
         for key in ("freeze", "unfreeze"):
-            for j, pattern in enumerate(getattr(stage, key)):
+            for j, entry in enumerate(getattr(stage, key)):
+                pattern = entry if isinstance(entry, str) else entry.node
                 if not fnmatch.filter(list(graph), pattern):
                     add(("training", "stages", i, key, j), f"`{pattern}` matches no node",
                         expected="a glob over node names: " + ", ".join(graph))
@@ -137,29 +138,29 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
 
 
 def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in the dependency graph (node -> its inputs), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    """A cycle in the dependency graph (node -> its inputs), or None.
 
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
-        stack.append(n)
-        for m in edges.get(n, []):
-            if state.get(m) == 1:
-                return stack[stack.index(m):]
-            if m not in state:
-                found = visit(m)
-                if found:
-                    return found
-        stack.pop()
-        state[n] = 2
-        return None
-
-    for n in edges:
-        if n not in state:
-            found = visit(n)
-            if found:
-                return list(reversed(found))
+    Iterative depth-first search: a graph of thousands of nodes declared
+    output-first must not hit Python's recursion limit.
+    """
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in edges:
+        if root in state:
+            continue
+        path, todo = [root], [iter(edges.get(root, []))]
+        state[root] = 1
+        while todo:
+            for m in todo[-1]:
+                if state.get(m) == 1:
+                    return list(reversed(path[path.index(m):]))
+                if m not in state:
+                    state[m] = 1
+                    path.append(m)
+                    todo.append(iter(edges.get(m, [])))
+                    break
+            else:
+                state[path.pop()] = 2
+                todo.pop()
     return None
 
 

@@ -3,6 +3,7 @@ types come from the layer/block registry."""
 
 from pydantic import Field, model_validator
 
+from kerasflow.spec.auto import AutoSpec
 from kerasflow.spec.base import SpecModel
 from kerasflow.spec.registry import Node, NodeChoice, NodeSpec
 
@@ -16,6 +17,8 @@ class ModelSpec(SpecModel):
     outputs: dict[str, str] | str | None = Field(
         None, description="Target name -> node name (a single node name for one target; default: last node)."
     )
+    auto: AutoSpec | None = Field(
+        None, description="A model chosen from the feature and target types (expanded into `nodes` at validation).")
     imports: list[str] = Field(
         default_factory=list, description="Python modules registering custom layers or blocks. Importing runs "
         "their code, so it needs --allow-imports (or KERASFLOW_ALLOW_IMPORTS=1); without it `validate` checks "
@@ -24,9 +27,10 @@ class ModelSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_form(self):
-        if (self.nodes is None) == (self.sequential is None):
-            raise ValueError("expected exactly one of `nodes` or `sequential`, received "
-                             + ("both" if self.nodes is not None else "neither"))
+        given = [key for key in ("nodes", "sequential", "auto") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("expected exactly one of `nodes`, `sequential` or `auto`, received "
+                             + (" and ".join(f"`{k}`" for k in given) if given else "none"))
         return self
 
     def graph(self, default_input: str | None = None) -> dict[str, NodeSpec]:

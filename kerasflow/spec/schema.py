@@ -4,16 +4,17 @@ into a `Spec` or a `SpecError` listing every problem with its source location.""
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from kerasflow.spec.auto import AutoSpec, expand
 from kerasflow.spec.base import SafeName, Seed, SpecModel
 from kerasflow.spec.checks import cross_check
 from kerasflow.spec.data_schema import DataSpec
 from kerasflow.spec.errors import Location, Locations, Problem, SpecError, did_you_mean, join_path, locate
 from kerasflow.spec.imports import import_modules, imports_allowed
 from kerasflow.spec.model_schema import ModelSpec
-from kerasflow.spec.registry import UNCHECKED_TYPES, UNKNOWN_NODE, load_all
+from kerasflow.spec.registry import UNCHECKED_TYPES, UNKNOWN_NODE, load_all, node_entry
 from kerasflow.spec.sections import ExportSpec, TrackingSpec, TuningSpec
 from kerasflow.spec.training_schema import TrainingSpec
 
@@ -30,12 +31,35 @@ class Spec(SpecModel):
     seed: Seed = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} interpolation.")
     data: DataSpec
-    model: ModelSpec
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(auto=AutoSpec()),
+                             description="The architecture (default: `auto`, chosen from the feature types).")
     training: TrainingSpec
     tuning: TuningSpec | None = None
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
     stages: list[Literal[PIPELINE_STAGES]] | None = Field(None, description="Pipeline stages run by `kerasflow run`.")
+
+    @model_validator(mode="after")
+    def _expand_auto(self):
+        # An auto model becomes an ordinary node graph here, once: everything downstream sees `nodes`.
+        model = self.model
+        if model.auto is None or model.nodes is not None:
+            return self
+        inputs = model.inputs if model.inputs is not None else list(self.data.features)
+        missing = [n for n in inputs if n not in self.data.features]
+        if missing:
+            return self  # cross_check reports unknown inputs
+        raw_nodes, outputs = expand(model.auto, self.data, inputs)
+        nodes = {}
+        for name, node in raw_nodes.items():
+            try:
+                nodes[name] = node_entry(node).params.model_validate(node)
+            except ValidationError as exc:  # e.g. a marker where the node field takes a plain value
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"model.auto: node `{name}`.{where}: {first['msg']}") from None
+        expanded = model.model_copy(update={"nodes": nodes, "outputs": outputs})
+        return self.model_copy(update={"model": expanded})
 
     @field_validator("kerasflow", mode="before")
     @classmethod

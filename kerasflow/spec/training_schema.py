@@ -206,6 +206,29 @@ class Callbacks(SpecModel):
     terminate_on_nan: bool = Field(True, description="Stop (and fail the run) when the loss becomes NaN/Inf.")
 
 
+class UnfreezeLayers(SpecModel):
+    """Part of a nested model node (a `backbone`) made trainable: its top layers, or those matching a glob."""
+
+    node: str = Field(description="Node-name glob (e.g. the backbone node).")
+    top: Count | None = Field(None, description="Unfreeze the last N layers of the nested model (BatchNormalization stays frozen).")
+    layers: str | None = Field(None, description="Unfreeze the nested model's layers whose names match this glob.")
+
+    @model_validator(mode="after")
+    def _what(self):
+        if self.top is None and self.layers is None:
+            raise ValueError("expected `top: N` or `layers: <glob>` (or a plain node glob instead of a mapping), "
+                             "received neither")
+        return self
+
+
+# A node glob, or a mapping for part of a nested model: told apart by shape, so an
+# invalid mapping reports its own problem only (not also "expected a string").
+UnfreezeEntry = Annotated[
+    Union[Annotated[str, Tag(TAG_PREFIX + "glob")], Annotated[UnfreezeLayers, Tag(TAG_PREFIX + "layers")]],
+    Discriminator(lambda v: TAG_PREFIX + ("glob" if isinstance(v, str) else "layers")),
+]
+
+
 class Stage(SpecModel):
     """One fit() call with its own epochs, optimizer, callbacks and frozen nodes."""
 
@@ -215,7 +238,9 @@ class Stage(SpecModel):
         default_factory=Optimizer, description="This stage's optimizer (a fresh one), or a `tune: choice` of optimizers.")
     callbacks: Callbacks = Field(default_factory=Callbacks, description="Callbacks of this stage.")
     freeze: list[str] = Field(default_factory=list, description="Node-name globs whose weights are frozen.")
-    unfreeze: list[str] = Field(default_factory=list, description="Node-name globs made trainable again.")
+    unfreeze: list[UnfreezeEntry] = Field(
+        default_factory=list, description="Node-name globs made trainable again, or {node, top: N | layers: glob} "
+        "for the top layers of a nested model (a backbone).")
     batch_size: Tunable[Count] | None = Field(None, description="Overrides data.batch_size for this stage.")
     steps_per_epoch: Count | None = Field(None, description="Batches per epoch (the data repeats); default: one pass.")
 

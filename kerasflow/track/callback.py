@@ -5,77 +5,53 @@ Only imported from `RunTracker.keras_callback` (it imports keras at the top).
 
 from __future__ import annotations
 
-import logging
-import time
-import warnings
-from pathlib import Path
-
 import keras
+import numpy as np
 
-from kerasflow.track.transport import (
-    OUTAGE_COOLDOWN_S,
-    TrackingWarning,
-    append_unsent,
-    first_line,
-    metric_rows,
-    send_metrics,
-)
-
-log = logging.getLogger(__name__)
+from kerasflow.track.transport import metric_rows
 
 
 class MlflowMetrics(keras.callbacks.Callback):
     """Logs every epoch's `logs` to one MLflow run with step = `epoch_offset` + epoch.
 
-    Holds only strings and numbers, never an MLflow client: KerasTuner deep-copies
-    callbacks for each trial. If the server cannot be reached it warns once, keeps
-    the values, retries after a cool-down, and at the end of `fit` appends what is
-    still unsent to `unsent_path` (the tracker re-sends that file when the run ends).
+    Each epoch's values go to the tracking worker without waiting, so a slow or
+    unreachable server costs training nothing; the worker buffers them during
+    an outage and, at the end of `fit`, keeps what is still unsent in the run
+    directory (re-sent when the run ends). The learning rate is logged as
+    `history.csv` records it. Holds only numbers: KerasTuner deep-copies callbacks.
 
     Args:
-        uri: tracking URI.
-        run_id: the MLflow run to log to.
+        recorder: the run's id in the tracking worker (`RunTracker` knows it).
         epoch_offset: epochs completed by earlier stages.
-        unsent_path: JSON-lines file for values that could not be delivered.
     """
 
-    def __init__(self, uri: str, run_id: str, epoch_offset: int = 0, unsent_path: str | None = None):
+    def __init__(self, recorder: int, epoch_offset: int = 0):
         super().__init__()
         if int(epoch_offset) < 0:
             raise ValueError(
                 f"Received an invalid value for epoch_offset, expected an integer >= 0. Received: {epoch_offset=}"
             )
-        self.uri = uri
-        self.run_id = run_id
+        self.recorder = int(recorder)
         self.epoch_offset = int(epoch_offset)
-        self.unsent_path = unsent_path
-        self.pending: list = []
-        self.retry_at = 0.0
-        self.failing = False
 
     def on_epoch_end(self, epoch, logs=None):
-        self.pending += metric_rows(logs, self.epoch_offset + epoch)
-        if time.monotonic() >= self.retry_at:
-            self._flush()
+        logs = dict(logs or {})
+        optimizer = getattr(self.model, "optimizer", None)
+        if "learning_rate" not in logs and optimizer is not None:
+            logs["learning_rate"] = float(np.asarray(optimizer.learning_rate))
+        self._send("log_epoch", metric_rows(logs, self.epoch_offset + epoch))
 
     def on_train_end(self, logs=None):
-        self._flush()
-        if self.pending and self.unsent_path:
-            append_unsent(Path(self.unsent_path), self.pending)
-            self.pending = []
+        self._send("train_end")
 
-    def _flush(self):
-        if not self.pending:
-            return
+    def _send(self, method: str, *args) -> None:
+        from kerasflow.track.worker import worker
+
         try:
-            send_metrics(self.uri, self.run_id, self.pending)
+            worker().call(self.recorder, method, *args, wait=False)
         except Exception as err:  # tracking must never stop training
-            self.retry_at = time.monotonic() + OUTAGE_COOLDOWN_S
-            if not self.failing:
-                warnings.warn(f"MLflow at {self.uri} unreachable; buffering metrics and retrying: {first_line(err)}",
-                              TrackingWarning, stacklevel=2)
-            self.failing = True
-            return
-        if self.failing:
-            log.warning("MLflow at %s reachable again; sent %d buffered values", self.uri, len(self.pending))
-        self.failing, self.pending = False, []
+            import warnings
+
+            from kerasflow.track.transport import TrackingWarning
+
+            warnings.warn(f"epoch metrics not logged: {err}", TrackingWarning, stacklevel=2)

@@ -1,7 +1,10 @@
 """MLflow tracking: one run per train/tune/evaluate, nested runs per trial.
 
-`mlflow` (over a second to import) and `keras` are imported inside the
-functions that use them, so importing this module costs nothing.
+`RunTracker` is what training code holds. The MLflow work itself happens in
+the tracking worker process (`kerasflow.track.worker`, where a `Recorder`
+does it): this process never imports mlflow, waits only for calls that
+return something, and so trains while MLflow opens its store, writes
+metrics, copies artifacts and logs the model.
 
 Once a run has started, tracking never stops training: a tracking server that
 goes away mid-run produces one warning, metrics are buffered and re-sent, and
@@ -11,29 +14,18 @@ what could not be delivered is kept in `<run_dir>/mlflow_unsent_metrics.jsonl`.
 from __future__ import annotations
 
 import contextlib
-
-import logging
 import os
 import re
-import time
-import warnings
-from importlib import metadata
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from kerasflow.spec.errors import Problem, SpecError
-from kerasflow.track import transport
-from kerasflow.track.params import batches, flatten_params, truncate, valid_key
-from kerasflow.track.tags import context_tags, default_tags
-from kerasflow.track.transport import UNSENT_METRICS, TrackingWarning, client_for, first_line, http_policy, is_outage
+from kerasflow.track.recorder import default_uri
+from kerasflow.track.tags import default_tags
+from kerasflow.track.transport import TrackingWarning
 from kerasflow.track.ui import launch_ui
 
-__all__ = ["RunTracker", "TrackingWarning", "default_tags", "launch_ui", "resolve_uri"]
-
-log = logging.getLogger(__name__)
-
-DEFAULT_STORE = "mlflow.db"
-_MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
+__all__ = ["RunTracker", "TrackingWarning", "default_tags", "launch_ui", "resolve_uri", "warm_up"]
 
 
 def resolve_uri(tracking_cfg: Mapping[str, Any]) -> str:
@@ -47,7 +39,30 @@ def _resolve_uri(tracking_cfg: Mapping[str, Any]) -> tuple[str, str]:
         return str(tracking_cfg["uri"]), "tracking.uri"
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"], "env MLFLOW_TRACKING_URI"
-    return f"sqlite:///{Path.cwd() / DEFAULT_STORE}", "default"
+    return default_uri(), "default"
+
+
+def _experiment(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None) -> str:
+    return str(tracking_cfg.get("experiment") or (spec_dict or {}).get("name") or "kerasflow")
+
+
+def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None = None) -> None:
+    """Start the background worker and, in it, open the store (tracking enabled)
+    and prepare plotting, while this process goes on.
+
+    Call it before importing TensorFlow: the store is then ready when the run
+    starts, and drawing the run's plots later costs less.
+    """
+    from kerasflow.track.worker import worker
+
+    cfg = dict(tracking_cfg or {})
+    try:
+        w = worker()
+        if cfg.get("enabled", True):
+            w.call(0, "warm", resolve_uri(cfg), _experiment(cfg, spec_dict), wait=False)
+        w.call(0, "prepare_plots", wait=False)
+    except Exception:  # only a head start: starting the run reports what is wrong
+        pass
 
 
 class RunTracker:
@@ -65,7 +80,9 @@ class RunTracker:
         parent_run_id: makes this a nested run (a tuning trial).
 
     Use as a context manager (or call `start` / `end`): the run ends FINISHED,
-    FAILED on an exception, KILLED on KeyboardInterrupt.
+    FAILED on an exception, KILLED on KeyboardInterrupt. Calls that return
+    nothing (metrics, tags, artifacts) return at once and are delivered in
+    order by the tracking worker; `end` waits until all of them are.
     """
 
     def __init__(
@@ -85,13 +102,12 @@ class RunTracker:
         self.parent_run_id = parent_run_id
         self.uri, self._uri_source = _resolve_uri(self.cfg)
         name = str((spec_dict or {}).get("name") or "kerasflow")
-        self.experiment_name = str(self.cfg.get("experiment") or name)
+        self.experiment_name = _experiment(self.cfg, spec_dict)
         self.run_name = str(self.cfg.get("run_name") or f"{name}-{kind}")
         self.experiment_id: str | None = None
         self.run_id: str | None = None
         self.offline_from: str | None = None  # the unreachable URI we fell back from
-        self._down_until = 0.0
-        self._warned: set[str] = set()
+        self._id: int | None = None  # this run's Recorder in the worker
         self._ended = False
 
     @property
@@ -105,6 +121,24 @@ class RunTracker:
     def _live(self) -> bool:
         return self.enabled and self.run_id is not None
 
+    def _call(self, method: str, *args, wait: bool = True, **kwargs):
+        from kerasflow.track.worker import WorkerError, worker
+
+        w = worker()
+        try:
+            return w.call(self._id, method, *args, wait=wait, **kwargs)
+        except WorkerError as err:
+            if method in ("start", "register"):  # no training left to protect: the caller decides
+                raise
+            import warnings
+
+            # Tracking never breaks training: the run's files stay in its directory.
+            warnings.warn(f"MLflow {method} not done: {err}", TrackingWarning, stacklevel=3)
+            return None
+        finally:
+            if wait:
+                self.__dict__.update(w.state(self._id))
+
     # -- lifecycle ---------------------------------------------------------
 
     def start(self, *, resume_run_id: str | None = None) -> "RunTracker":
@@ -117,86 +151,32 @@ class RunTracker:
         """
         if not self.enabled or self.run_id is not None:
             return self
-        try:
-            self._open(resume_run_id)
-        except SpecError:
-            raise
-        except Exception as err:
-            if self.cfg.get("required", True):
-                raise self._unreachable(err) from err
-            fallback = f"sqlite:///{Path.cwd() / DEFAULT_STORE}"
-            self._warn_once("start", f"MLflow at {self.uri} is unreachable ({first_line(err)}); "
-                            f"tracking.required is false, so this run is recorded in {fallback}")
-            self.offline_from, self.uri = self.uri, fallback
-            try:
-                self._open(None)
-            except Exception as err2:
-                self._warn_once("offline", f"local MLflow store failed too ({first_line(err2)}); run untracked")
-                self.enabled = False
+        from kerasflow.track.worker import worker
+
+        w = worker()
+        self._id = w.new_id()
+        # Paths absolute: the worker keeps the directory it started in.
+        w.call(self._id, "open", self.cfg, run_dir=str(self.run_dir.absolute()),
+               kind=self.kind, parent_run_id=self.parent_run_id, uri=self.uri, uri_source=self._uri_source,
+               experiment_name=self.experiment_name, run_name=self.run_name, fallback_uri=default_uri(), wait=False)
+        self._call("start", resume_run_id)
+        if self.parent_run_id is None and (resume_run_id is None or self.offline_from):
+            self._call("log_params", dict(self.spec_dict or {}), wait=False)  # the spec, logged while training starts
         return self
 
-    def _open(self, resume_run_id: str | None) -> None:
-        client = client_for(self.uri)
-        with http_policy(transport.PROBE):
-            if resume_run_id:
-                try:
-                    run = client.get_run(resume_run_id)
-                except Exception as err:
-                    if is_outage(err):
-                        raise
-                    raise SpecError(Problem(
-                        path="tracking.uri", message=f"cannot resume MLflow run {resume_run_id}: not found in {self.uri}",
-                        received=first_line(err), hint="check the run id and that tracking.uri is the store it was logged to",
-                    )) from err
-                self.experiment_id = run.info.experiment_id
-                client.update_run(resume_run_id, status="RUNNING")
-                self.run_id = resume_run_id
-                return
-            experiment = client.get_experiment_by_name(self.experiment_name)
-            if experiment is not None and experiment.lifecycle_stage == "deleted":
-                raise SpecError(Problem(
-                    path="tracking.experiment", message=f"experiment {self.experiment_name!r} is deleted in {self.uri}",
-                    hint=f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) or pick another name",
-                ))
-            if experiment is None:
-                location = _artifact_location(self.uri, self.experiment_name)
-                self.experiment_id = client.create_experiment(self.experiment_name, artifact_location=location)
-            else:
-                self.experiment_id = experiment.experiment_id
-        tags = {**context_tags(), "kerasflow.kind": self.kind, "kerasflow.run_dir": str(self.run_dir.resolve())}
-        tags.update({str(k): str(v) for k, v in (self.cfg.get("tags") or {}).items()})
-        if self.offline_from:
-            tags["kerasflow.offline_from"] = self.offline_from
-        if self.parent_run_id:
-            tags["mlflow.parentRunId"] = self.parent_run_id
-        with http_policy(transport.PATIENT):
-            run = client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
-        self.run_id = run.info.run_id
-        if self.parent_run_id is None:
-            self.log_params(self.spec_dict)
-
-    def _unreachable(self, err: BaseException) -> SpecError:
-        remote = self.uri.startswith(("http://", "https://"))
-        what = "cannot reach the MLflow tracking server" if remote else "cannot open the MLflow store"
-        return SpecError(Problem(
-            path="tracking.uri",
-            message=f"{what} at {self.uri} (from {self._uri_source})",
-            expected="a reachable MLflow tracking URI",
-            received=first_line(err),
-            hint=("start it (mlflow server --host 127.0.0.1 --port PORT), fix tracking.uri, "
-                  "or set tracking.required: false to record the run locally instead"),
-        ))
-
     def end(self, status: str = "FINISHED") -> None:
-        """End the run with `status` (FINISHED, FAILED or KILLED); idempotent."""
+        """End the run with `status` (FINISHED, FAILED or KILLED) once everything sent
+        before has been delivered; idempotent."""
+        if not self.enabled:  # nothing to end, but the run's plots may still be drawing
+            from kerasflow.track.worker import sync
+
+            sync()
         if not self._live or self._ended:
             return
-        self._ended = True
-        self._resend_unsent()
-        done = self._attempt("ending the run", lambda c: c.set_terminated(self.run_id, status) or True, force=True)
-        if not done:
-            self._warn_once("end", f"run {self.run_id} could not be marked {status} at {self.uri}; "
-                            f"it stays RUNNING there (reopen it with resume_run_id={self.run_id!r})")
+        try:
+            self._call("end", status)
+        finally:
+            self._ended = True
 
     def __enter__(self) -> "RunTracker":
         return self.start()
@@ -228,6 +208,8 @@ class RunTracker:
     def child(self, run_name: str, *, resume_run_id: str | None = None) -> "RunTracker":
         """A started nested run (one tuning trial) in the same experiment and store;
         `resume_run_id` reopens an earlier one (a trial retried after a kill)."""
+        from kerasflow.spec.errors import SpecError
+
         cfg = {**self.cfg, "uri": self.uri, "experiment": self.experiment_name, "run_name": run_name, "required": True}
         trial_dir = self.run_dir / "trials" / re.sub(r"[^\w.-]", "_", run_name)
         child = RunTracker(cfg, spec_dict=self.spec_dict, run_dir=trial_dir, kind="trial", parent_run_id=self.run_id)
@@ -237,7 +219,11 @@ class RunTracker:
         try:
             child.start(resume_run_id=resume_run_id)
         except SpecError as err:
-            self._warn_once("child", f"trial run {run_name!r} not tracked: {first_line(err)}")
+            import warnings
+
+            from kerasflow.track.transport import first_line
+
+            warnings.warn(f"trial run {run_name!r} not tracked: {first_line(err)}", TrackingWarning, stacklevel=2)
             child.enabled = False
         return child
 
@@ -245,63 +231,39 @@ class RunTracker:
 
     def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
         """Log a nested dict (the spec, trial hyperparameters) as flattened dotted params."""
-        flat = flatten_params(params, prefix)
-
-        def send(client):
-            from mlflow.entities import Param
-
-            rejected = []
-            for batch in batches(flat):
-                try:
-                    client.log_batch(self.run_id, params=[Param(k, v) for k, v in batch.items()])
-                except Exception as err:
-                    if is_outage(err):
-                        raise
-                    # One rejected param fails its whole batch: keep the other 99.
-                    for k, v in batch.items():
-                        try:
-                            client.log_batch(self.run_id, params=[Param(k, v)])
-                        except Exception as single:
-                            if is_outage(single):
-                                raise
-                            rejected.append(f"{k} ({first_line(single)})")
-            if rejected:
-                self._warn_once("rejected params", f"MLflow rejected {len(rejected)} params: {'; '.join(rejected)}")
-
-        self._attempt("params", send)
+        if self._live:
+            self._call("log_params", dict(params), prefix)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (values as strings, cut to MLflow's 8000 characters)."""
-
-        def send(client):
-            from mlflow.entities import RunTag
-
-            items = [RunTag(valid_key(str(k)), truncate(str(v), _MAX_TAG_VALUE)) for k, v in tags.items()]
-            for start in range(0, len(items), 100):
-                client.log_batch(self.run_id, tags=items[start : start + 100])
-
-        self._attempt("tags", send)
+        if self._live:
+            self._call("set_tags", {str(k): str(v) for k, v in tags.items()}, wait=False)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log scalar metrics (e.g. final test metrics); kept for re-sending if the server is down."""
-        rows = transport.metric_rows(metrics, step or 0)
-        if self._live and rows and not self._attempt("metrics", lambda c: transport.send_metrics(self.uri, self.run_id, rows)):
-            transport.append_unsent(self.run_dir / UNSENT_METRICS, rows)
+        if self._live:
+            from kerasflow.track.transport import metric_rows
+
+            scalars = {key: value for key, value, _, _ in metric_rows(metrics, 0)}  # arrays and strings dropped
+            self._call("log_metrics", scalars, step, wait=False)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Upload one file (under `artifact_path` if given); warns instead of failing."""
-        self._attempt(f"artifact {path}", lambda c: c.log_artifact(self.run_id, str(path), artifact_path))
+        if self._live:
+            self._call("log_artifact", str(Path(path).absolute()), artifact_path, wait=False)
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
         """Upload a directory's contents (under `artifact_path` if given); warns instead of failing."""
-        self._attempt(f"artifacts {local_dir}", lambda c: c.log_artifacts(self.run_id, str(local_dir), artifact_path))
+        if self._live:
+            self._call("log_artifacts", str(Path(local_dir).absolute()), artifact_path, wait=False)
 
     def keras_callback(self, epoch_offset: int = 0):
         """A Keras callback logging each epoch's logs with step = `epoch_offset` + epoch.
 
         Pass the number of epochs of earlier stages as `epoch_offset` so steps are
         global across stages. The callback holds only strings and numbers (KerasTuner
-        deep-copies callbacks) and never raises into training.
+        deep-copies callbacks), hands each epoch to the tracking worker without
+        waiting, and never raises into training.
         """
         if not self._live:
             import keras
@@ -309,49 +271,45 @@ class RunTracker:
             return keras.callbacks.Callback()
         from kerasflow.track.callback import MlflowMetrics
 
-        return MlflowMetrics(self.uri, self.run_id, epoch_offset, str(self.run_dir / UNSENT_METRICS))
-
-    def _resend_unsent(self) -> None:
-        path = self.run_dir / UNSENT_METRICS
-        if not path.exists():
-            return
-        rows = transport.read_unsent(path)
-        if self._attempt("buffered metrics", lambda c: transport.send_metrics(self.uri, self.run_id, rows), force=True):
-            path.unlink()
-            log.info("sent %d buffered metric values to %s", len(rows), self.uri)
-        else:
-            self._warn_once("unsent", f"{len(rows)} metric values could not be sent; they are kept in {path}")
+        return MlflowMetrics(self._id, epoch_offset)
 
     # -- models ------------------------------------------------------------
 
-    def log_model(self, keras_model, *, input_example=None, name: str = "model") -> str | None:
+    def log_model(self, keras_model, *, input_example=None, name: str = "model",
+                  model_file: str | Path | None = None) -> str | None:
         """Log `keras_model` (MLflow keras flavor, `.keras` format); returns its model URI.
 
         `mlflow.pyfunc.load_model(uri).predict(x)` then equals `keras_model.predict(x)`.
-        `input_example` (an array or dict of arrays) fixes the signature.
+        `input_example` (an array or dict of arrays; strings allowed) fixes the
+        signature, inputs and outputs named as the model names them.
+        `model_file`: the model already saved as `.keras` (it is copied, not saved
+        again); default: saved here to a temporary file.
         Returns None (after a TrackingWarning saying why) when tracking is off, the
-        server is unreachable or MLflow cannot save the model: training is over by
+        server is unreachable or MLflow cannot log the model: training is over by
         then and its outputs are on disk, so this never fails the run.
         """
         if not self._live:
             return None
-        import mlflow
-        from mlflow.models import Model
+        from kerasflow.track.logged_model import example_arrays, example_outputs
 
-        def send(client):
-            signature = _signature(keras_model, input_example)
-            # The LoggedModel is created here so it lands in this run's experiment
-            # (Model.log would use the default one); Model.log finds the store
-            # through the global URI.
-            logged = client.create_logged_model(self.experiment_id, name=name, source_run_id=self.run_id)
-            with transport.global_uri(self.uri):
-                info = Model.log(
-                    artifact_path=None, name=name, flavor=mlflow.keras, model=keras_model, run_id=self.run_id,
-                    model_id=logged.model_id, signature=signature, pip_requirements=_pip_requirements(),
-                )
-            return info.model_uri
+        inputs = outputs = None
+        if input_example is not None:
+            inputs = example_arrays(input_example)
+            try:
+                outputs = example_outputs(keras_model, inputs)
+            except Exception as err:  # the model is still worth logging
+                import warnings
 
-        return self._attempt("model", send)
+                from kerasflow.track.transport import first_line
+
+                warnings.warn(f"model logged without a signature: predicting the input example failed "
+                              f"({first_line(err)})", TrackingWarning, stacklevel=2)
+                inputs = None
+        with tempfile.TemporaryDirectory(prefix="kerasflow-model-") as tmp:
+            if model_file is None:
+                model_file = Path(tmp) / "model.keras"
+                keras_model.save(model_file)
+            return self._call("log_model", str(Path(model_file).absolute()), inputs=inputs, outputs=outputs, name=name)
 
     def register(self, model_uri: str, name: str, *, alias: str = "champion", objective: str,
                  mode: str, value: float | None) -> dict[str, Any]:
@@ -362,82 +320,10 @@ class RunTracker:
         The decision and its reason are tags on the version (`kerasflow.alias_decision`,
         `kerasflow.alias_reason`) and on the run. Returns the decision as a dict.
         """
-        from kerasflow.track.registry import register_version
-
         if mode not in ("max", "min"):
             raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
-        decision: dict[str, Any] = {"name": name, "version": None, "alias": alias, "moved": False,
-                                    "objective": objective, "mode": mode, "value": value,
-                                    "previous_version": None, "previous_value": None}
+        decision = {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
+                    "mode": mode, "value": value, "previous_version": None, "previous_value": None}
         if not self._live or not model_uri:
             return {**decision, "reason": "tracking disabled or model not logged"}
-
-        def send(client):
-            with transport.global_uri(self.uri):  # mlflow.register_model resolves the registry globally
-                return {**decision, **register_version(client, model_uri, name, alias=alias, objective=objective,
-                                                       mode=mode, value=value, run_id=self.run_id)}
-
-        out = self._attempt("model registration", send, only_outages=True)
-        if out is None:
-            return {**decision, "reason": f"tracking server at {self.uri} unreachable"}
-        self.set_tags({"kerasflow.registered_version": f"{name}/{out['version']}",
-                       "kerasflow.alias_decision": f"{'moved' if out['moved'] else 'kept'} @{alias}: {out['reason']}"})
-        return out
-
-    # -- plumbing ----------------------------------------------------------
-
-    def _attempt(self, what: str, fn: Callable[[Any], Any], *, force: bool = False, only_outages: bool = False):
-        """fn(client) or None: a failure warns instead of raising (with `only_outages`,
-        only an unreachable server is tolerated; other errors propagate)."""
-        if not self._live:
-            return None
-        down = time.monotonic() < self._down_until
-        if down and not force:
-            self._warn_once(f"skip {what}", f"{what} not logged: MLflow at {self.uri} was unreachable moments ago")
-            return None
-        try:
-            # A forced call during an outage gets one quick try, not the patient budget.
-            with http_policy(transport.QUICK if down else transport.PATIENT):
-                return fn(client_for(self.uri))
-        except Exception as err:
-            outage = is_outage(err)
-            if only_outages and not outage:
-                raise
-            if outage:
-                self._down_until = time.monotonic() + transport.OUTAGE_COOLDOWN_S
-            self._warn_once(what, f"{what} not logged to {self.uri}: {first_line(err)}")
-            return None
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, TrackingWarning, stacklevel=3)
-
-
-def _artifact_location(uri: str, experiment: str) -> str | None:
-    """Artifacts of a sqlite store live next to its file (`<db dir>/mlruns/<experiment>`);
-    MLflow would put them under the current directory, wherever the process runs."""
-    if not uri.startswith("sqlite:///"):
-        return None  # a server decides (and proxies) its own artifact store
-    db = Path(uri[len("sqlite:///"):]).absolute()
-    return (db.parent / "mlruns" / re.sub(r"[^\w.-]", "_", experiment)).as_uri()
-
-
-def _signature(keras_model, input_example):
-    if input_example is None:
-        return None
-    from mlflow.models import infer_signature
-
-    return infer_signature(input_example, keras_model.predict(input_example, verbose=0))
-
-
-def _pip_requirements() -> list[str]:
-    # Given explicitly: MLflow would otherwise infer them by loading the model in
-    # a subprocess that imports TensorFlow (seconds per logged model).
-    reqs = []
-    for dist in ("keras", "tensorflow"):
-        try:
-            reqs.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return reqs
+        return self._call("register", model_uri, name, alias=alias, objective=objective, mode=mode, value=value)

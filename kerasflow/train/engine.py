@@ -15,6 +15,7 @@ when the run is resumable — saves the stage's weights and records it in
 from __future__ import annotations
 
 import fnmatch
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +158,8 @@ def run_stages(session: Session, fit_stage: Fitter = keras_fit) -> int:
                                         verbose=verbose))
         check_finite(callbacks, index, stage.name)
         state["stages"][stage.name] = {"done": True, "first_epoch": start, "end_epoch": end,
-                                       "batch_size": batch_size(stage, spec), "steps_per_epoch": steps}
+                                       "batch_size": batch_size(stage, spec), "steps_per_epoch": steps,
+                                       "trainable_params": sum(math.prod(w.shape) for w in model.trainable_weights)}
         state["epoch"] = end
         if session.resumable:
             runs.save_stage_weights(model, stage.name)
@@ -223,6 +225,13 @@ def set_trainable(model, nodes: list[str], stage) -> None:
 
     for patterns, trainable in ((stage.freeze, False), (stage.unfreeze, True)):
         for pattern in patterns:
+            if not isinstance(pattern, str):  # {node, top | layers}: part of a nested model (a backbone)
+                from kerasflow.model.backbones import set_top_trainable
+
+                for node in fnmatch.filter(nodes, pattern.node):
+                    for layer in node_layers(model, node):
+                        set_top_trainable(layer, pattern.top, pattern.layers)
+                continue
             for node in fnmatch.filter(nodes, pattern):
                 for layer in node_layers(model, node):
                     layer.trainable = trainable

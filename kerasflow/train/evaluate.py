@@ -109,6 +109,10 @@ def predict_run(run_dir, input_file, output_file) -> int:
     """Predict every row of `input_file` (CSV, Parquet or JSON lines holding raw
     features) with a trained run; write `output_file` (format by extension).
 
+    `input_file` may also be a folder of images (PNG/JPEG/GIF/BMP, searched
+    recursively) for a model whose only input is an image feature; the output
+    then has a `file` column naming each image.
+
     Each feature is read from its column (`column:` in the spec, else its name),
     a list of columns, or columns `<name>_0`, `<name>_1`, ... for vectors; vector
     cells may be lists (JSON lines, Parquet) or JSON text (CSV). Columns that are
@@ -124,8 +128,11 @@ def predict_run(run_dir, input_file, output_file) -> int:
     run = RunDir(run_dir)
     files = run.read(need_model=True)
     spec = files.spec
-    frame, rows = _read_table(Path(input_file), "--input")
     names = spec.model.inputs if spec.model.inputs is not None else list(spec.data.features)
+    if Path(input_file).is_dir():
+        frame, rows = _read_folder(Path(input_file), {n: spec.data.features[n] for n in names})
+    else:
+        frame, rows = _read_table(Path(input_file), "--input")
     features, used = {}, set()
     for name in names:
         features[name], cols = _feature_values(frame, name, spec.data.features[name], rows)
@@ -185,6 +192,26 @@ def _read_table(path: Path, option: str):
                                 expected="at least one row of features", hint=str(path)))
     first_line = {"csv": 2, "jsonl": 1}.get(kind)  # parquet has no lines
     return frame, Table({}, origin=str(path), first_line=first_line)
+
+
+def _read_folder(folder: Path, features: dict):
+    """A table of the image files under `folder`, for a model whose only input is an image."""
+    import pandas as pd
+
+    from kerasflow.data.sources import Table
+    from kerasflow.data.sources.folders import IMAGE_SUFFIXES
+
+    if len(features) != 1 or next(iter(features.values())).type != "image":
+        raise SpecError(Problem(path="--input", message=f"{folder} is a folder; folders of images work only for "
+                                "a model whose one input is an image feature",
+                                expected="a CSV/Parquet/JSON lines file", received=f"inputs: {', '.join(features)}"))
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SpecError(Problem(path="--input", message=f"no image files in {folder}",
+                                expected="files ending in " + ", ".join(IMAGE_SUFFIXES)))
+    name, feature = next(iter(features.items()))
+    column = feature.column if isinstance(feature.column, str) else name
+    return pd.DataFrame({"file": files, column: files}), Table({}, origin=str(folder))
 
 
 def _write_table(frame, path: Path) -> None:
@@ -285,6 +312,7 @@ def _decode_images(paths: np.ndarray, feature) -> np.ndarray:
     """Pixels of image files named in the input (as training reads them: float 0..255, resized)."""
     import tensorflow as tf
 
+    from kerasflow.data.images import decode_image
     from kerasflow.data.sources.folders import check_images
 
     files = [Path(str(p)) for p in paths]
@@ -293,9 +321,8 @@ def _decode_images(paths: np.ndarray, feature) -> np.ndarray:
         raise SpecError(Problem(path="--input", message=f"image file not found: {missing[0]}",
                                 hint=f"{len(missing)} file(s) missing; paths are relative to the working directory"))
     check_images(files, key="--input")
-    size = (feature.height, feature.width)
-    return np.stack([tf.image.resize(tf.io.decode_image(tf.io.read_file(str(f)), channels=feature.channels,
-                                                        expand_animations=False), size).numpy() for f in files])
+    return np.stack([decode_image(tf.io.read_file(str(f)), feature.height, feature.width, feature.channels).numpy()
+                     for f in files])
 
 
 def _prediction_columns(name: str, info: dict, pred: np.ndarray) -> dict[str, Any]:

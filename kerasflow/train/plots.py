@@ -1,8 +1,12 @@
 """PNG plots of a run: learning curves, a confusion matrix per classification
 target, predicted vs actual per numeric target.
 
-Uses matplotlib's object API on the Agg canvas: no pyplot, no display, no
-global state.
+`learning_curves` and `plot_predictions` hand the drawing to the background
+worker (`kerasflow.track.worker`), so training goes on while matplotlib
+imports and renders; the files are complete once the run has ended (its
+`RunTracker.end`) and before the worker uploads them. The `draw_*` functions
+draw here and now. Uses matplotlib's object API on the Agg canvas: no pyplot,
+no display, no global state.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ _MAX_SCATTER_POINTS = 5000
 
 def plot_predictions(plots_dir: Path, y_true: dict, y_pred: dict, targets: dict) -> list[Path]:
     """A confusion matrix per classification target, predicted vs actual per
-    numeric target; returns the files written."""
+    numeric target, drawn in the background; returns the files being written."""
     from kerasflow.train.evaluate import predicted_classes
 
     plots_dir = Path(plots_dir)
@@ -29,13 +33,52 @@ def plot_predictions(plots_dir: Path, y_true: dict, y_pred: dict, targets: dict)
         kind = info.get("type")
         if kind in ("category", "binary", "sequence") and int(info.get("num_classes") or 0) <= _MAX_CONFUSION_CLASSES:
             classes = info.get("class_names") or [str(i) for i in range(int(info["num_classes"]))]
-            written.append(confusion_matrix(np.asarray(y_true[name]).reshape(-1),
-                                            predicted_classes(y_pred[name]).reshape(-1), classes,
-                                            plots_dir / f"confusion_matrix_{name}.png", title=name))
+            path = plots_dir / f"confusion_matrix_{name}.png"
+            _draw("draw_confusion_matrix", np.asarray(y_true[name]).reshape(-1),
+                  predicted_classes(y_pred[name]).reshape(-1), classes, path, title=name)
         elif kind == "numeric":
-            written.append(predicted_vs_actual(y_true[name], y_pred[name], plots_dir / f"predicted_vs_actual_{name}.png",
-                                               title=name))
+            path = plots_dir / f"predicted_vs_actual_{name}.png"
+            actual, predicted = _sample(y_true[name], y_pred[name])
+            _draw("draw_predicted_vs_actual", actual, predicted, path, title=name)
+        else:
+            continue
+        written.append(path)
     return written
+
+
+def learning_curves(rows: list[dict], path: Path) -> Path:
+    """`draw_learning_curves` in the background; returns the file being written."""
+    _draw("draw_learning_curves", rows, Path(path))
+    return Path(path)
+
+
+def _draw(name: str, *args, **kwargs) -> None:
+    args = tuple(a.absolute() if isinstance(a, Path) else a for a in args)  # the worker has its own directory
+    try:
+        from kerasflow.track.worker import worker
+
+        worker().call(0, "draw", name, *args, wait=False, **kwargs)
+    except Exception:  # no background process here: draw on this thread
+        globals()[name](*args, **kwargs)
+
+
+def _sample(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    actual = np.asarray(y_true, dtype=float).reshape(-1)
+    predicted = np.asarray(y_pred, dtype=float).reshape(-1)
+    if len(actual) > _MAX_SCATTER_POINTS:
+        keep = np.random.default_rng(0).choice(len(actual), _MAX_SCATTER_POINTS, replace=False)
+        actual, predicted = actual[keep], predicted[keep]
+    return actual, predicted
+
+
+def prepare() -> None:
+    """Import matplotlib and load its fonts now (the first figure pays both, about
+    a second): the background worker does this while the model trains."""
+    import io
+
+    fig = _figure(1, 1)
+    fig.add_subplot(1, 1, 1).set_title("warm-up")
+    fig.savefig(io.BytesIO(), format="png")
 
 
 def _figure(width: float, height: float):
@@ -47,7 +90,7 @@ def _figure(width: float, height: float):
     return fig
 
 
-def learning_curves(rows: list[dict], path: Path) -> Path:
+def draw_learning_curves(rows: list[dict], path: Path) -> Path:
     """One panel per metric (train and validation), epochs numbered globally,
     dashed lines where a new stage starts."""
     metrics = []
@@ -84,7 +127,7 @@ def learning_curves(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: Path, *, title: str) -> Path:
+def draw_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: Path, *, title: str) -> Path:
     """Counts with rows = true class, columns = predicted class."""
     n = len(classes)
     matrix = np.zeros((n, n), dtype=np.int64)
@@ -111,13 +154,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
     return path
 
 
-def predicted_vs_actual(y_true, y_pred, path: Path, *, title: str) -> Path:
-    """Scatter of predictions against targets with the y = x line."""
-    actual = np.asarray(y_true, dtype=float).reshape(-1)
-    predicted = np.asarray(y_pred, dtype=float).reshape(-1)
-    if len(actual) > _MAX_SCATTER_POINTS:
-        keep = np.random.default_rng(0).choice(len(actual), _MAX_SCATTER_POINTS, replace=False)
-        actual, predicted = actual[keep], predicted[keep]
+def draw_predicted_vs_actual(y_true, y_pred, path: Path, *, title: str) -> Path:
+    """Scatter of predictions against targets (at most 5000 points) with the y = x line."""
+    actual, predicted = _sample(y_true, y_pred)
     fig = _figure(4.5, 4.5)
     ax = fig.add_subplot(1, 1, 1)
     ax.scatter(actual, predicted, s=8, alpha=0.6)

@@ -199,7 +199,8 @@ def finish(loaded, model, run: RunDir, state: dict, data, tracker) -> TrainResul
             tracker.log_artifact(run / name)
         tracker.log_artifacts(plots, "plots")
         if spec.tracking.log_model:
-            uri = tracker.log_model(model, input_example=data.sample_inputs(5, split if ds is not None else "train"))
+            uri = tracker.log_model(model, input_example=data.sample_inputs(5, split if ds is not None else "train"),
+                                    model_file=run / MODEL_FILE)
             state["mlflow_model_uri"] = uri  # what `register` registers
     state["finished"] = True
     run.write_state(state)

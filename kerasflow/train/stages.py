@@ -39,7 +39,7 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
             names one (a pipeline leaves that to its `register` stage).
     """
     from kerasflow.train.multi_worker_stages import train_multi_worker, uses_multi_worker
-    from kerasflow.train.session import check_before_data, finish, open_run, prepare_inputs, tracking
+    from kerasflow.train.session import check_resolved, check_shapes, finish, open_run, prepare_inputs, tracking
 
     spec = loaded.spec if loaded is not None else RunDir(resume).loaded().spec if resume is not None else None
     if uses_multi_worker(spec, workers, worker_index):  # its own loop: Keras fit fails there
@@ -48,7 +48,12 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
     else:
         loaded, run, state = open_run(loaded, run_dir, resume)
         spec = loaded.spec
-        check_before_data(loaded)
+        check_resolved(spec, loaded.locs)
+        if tracker is None:  # the background worker opens the MLflow store while TensorFlow imports
+            from kerasflow.track.mlflow import warm_up
+
+            warm_up(spec.tracking.model_dump(), loaded.raw)
+        check_shapes(loaded)
 
         from kerasflow.model.builder import build_model
         from kerasflow.train.engine import Session, run_stages

@@ -350,6 +350,7 @@ class _ParentRun:
         self.tracker = None
         self.owned = False
         self._earlier: dict[str, Any] | None = None
+        self.resumed = False
 
     @property
     def run_id(self) -> str | None:
@@ -365,6 +366,7 @@ class _ParentRun:
                 cfg["run_name"] = cfg.get("run_name") or f"{self.loaded.spec.name}-tune-{self.tuner_id}"
             self.tracker = RunTracker(cfg, spec_dict=self.loaded.raw, run_dir=self.run_dir, kind="tune")
             self.tracker.start(resume_run_id=previous)
+            self.resumed = bool(previous)
             self.owned = self.role != "worker" or not previous
         return self.tracker
 
@@ -379,7 +381,7 @@ class _ParentRun:
         if self._earlier is None:
             tracker = self.get()
             self._earlier = {}
-            if tracker is not None and tracker.run_id:
+            if tracker is not None and tracker.run_id and self.resumed:  # a new parent run has no trials yet
                 from kerasflow.track.transport import client_for
 
                 runs = client_for(tracker.uri).search_runs(

@@ -424,7 +424,9 @@ def cli_cases() -> list[Case]:
         "predict-no-input": (_with_dir("predict", "{run}", "--output", "o.csv"), "Missing option '--input'"),
         "predict-input-missing": (_with_dir("predict", "{run}", "--input", "/nope.csv", "--output", "o.csv"),
                                   "does not exist"),
-        "predict-input-dir": (_with_dir("predict", "{run}", "--input", "{tmp}", "--output", "o.csv"), "is a directory"),
+        # a folder is a valid --input (images); the run dir is then checked first
+        "predict-input-dir": (_with_dir("predict", "{run}", "--input", "{tmp}", "--output", "o.csv"),
+                              "not a kerasflow run directory"),
         "init-template": (_argv("init", "x", "--template", "resnet"), "Invalid value for '--template'"),
         "serve-tfserving-loopback": (_argv("serve", "base", "--tfserving"), "pass --host 0.0.0.0"),
         "serve-tfserving-host": (_argv("serve", "base", "--tfserving", "--host", "10.0.0.1"), "cannot listen on"),

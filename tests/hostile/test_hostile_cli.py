@@ -39,3 +39,39 @@ def test_hostile_input_is_refused_clearly(case, tmp_path, monkeypatch):
     argv = case.build(tmp_path)
     result = CliRunner().invoke(cli, argv, catch_exceptions=True)
     check_refused(result, case)
+
+
+def _chain_spec(path, n: int, cycle: bool) -> None:
+    """A chain of `n` dense nodes declared output-first (each node's input is
+    declared after it); with `cycle`, the last node reads the first."""
+    import yaml
+
+    nodes = {"out": {"layer": "dense", "input": "n0", "units": 10, "activation": "softmax"}}
+    for i in range(n - 1):
+        nodes[f"n{i}"] = {"layer": "dense", "input": f"n{i + 1}", "units": 4}
+    nodes[f"n{n - 1}"] = {"layer": "dense", "input": "n0" if cycle else "pixels", "units": 4}
+    spec = {
+        "kerasflow": 1, "name": "deep",
+        "data": {"source": {"type": "sklearn", "name": "digits"},
+                 "features": {"pixels": {"type": "numeric", "shape": [64]}},
+                 "target": {"name": "label", "type": "category", "num_classes": 10}},
+        "model": {"nodes": nodes, "outputs": {"label": "out"}},
+        "training": {"loss": "sparse_categorical_crossentropy",
+                     "stages": [{"name": "main", "epochs": 1, "optimizer": {"type": "adam"}}]},
+    }
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def test_a_deep_graph_declared_output_first_validates(tmp_path):
+    _chain_spec(tmp_path / "deep.yaml", 1500, cycle=False)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "deep.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok")
+
+
+def test_a_cycle_through_a_deep_graph_is_named(tmp_path):
+    _chain_spec(tmp_path / "cycle.yaml", 1500, cycle=True)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "cycle.yaml")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert "cycle" in result.output and "n0" in result.output, result.output
