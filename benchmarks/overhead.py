@@ -72,7 +72,7 @@ PHASES = [
     ("prepare data", "kerasflow/data/pipeline.py", "prepare_data"),
     ("start the MLflow run (wait)", "kerasflow/track/mlflow.py", "start"),
     ("build the model", "kerasflow/model/builder.py", "build_model"),
-    ("summary, tags, class weights", "kerasflow/train/stages.py", "prepare_stages"),
+    ("summary, tags, class weights", "kerasflow/train/engine.py", "_set_up"),
     ("compile", "kerasflow/train/compile.py", "compile_model"),
     ("fit (all epochs)", "keras/src/backend/tensorflow/trainer.py", "fit"),
     ("  history.csv rows", "kerasflow/train/callbacks.py", "on_epoch_end"),

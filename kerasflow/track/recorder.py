@@ -27,7 +27,7 @@ from kerasflow.track.transport import UNSENT_METRICS, TrackingWarning, client_fo
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "mlflow.db"
-HISTORY_FILE = "history.csv"  # kerasflow.train.rundir.HISTORY_FILE, read here without importing keras
+HISTORY_FILE = "history.csv"  # kerasflow.runs.HISTORY_FILE, read here without importing keras
 _MAX_TAG_VALUE = 8000  # mlflow.utils.validation.MAX_TAG_VAL_LENGTH
 
 
