@@ -63,8 +63,10 @@ def test_sigkill_mid_epoch_then_resume_finishes_the_run(tmp_path):
     assert after[:next_epoch] == before[:next_epoch]
     assert result.history["epoch"] == [0, 1, 2, 3]
     state = json.loads((run / "state.json").read_text())
+    params = 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10  # the digits MLP's weights and biases
     assert state["finished"] and state["stages"]["main"] == {"done": True, "first_epoch": 0, "end_epoch": 4,
-                                                             "batch_size": 8, "steps_per_epoch": 180}
+                                                             "batch_size": 8, "steps_per_epoch": 180,
+                                                             "trainable_params": params}
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.93, metrics
     assert not (run / "checkpoints" / "backup").exists()
