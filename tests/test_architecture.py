@@ -12,18 +12,9 @@ from conftest import REPO
 
 PACKAGE = REPO / "kerasflow"
 
-# Cycles that are other helpers' to remove (issue 14); the lead empties this at merge.
-ALLOWED_CYCLES = [
-    {"kerasflow.data.pipeline", "kerasflow.data.stream"},  # speed helper
-    {"kerasflow.track.worker", "kerasflow.train.plots"},  # speed helper (plots drawn by the tracking worker)
-    # hostile helper: the adapters import the registry from the package that imports them.
-    {"kerasflow.data.sources", "kerasflow.data.sources.bundled", "kerasflow.data.sources.files",
-     "kerasflow.data.sources.folders", "kerasflow.data.sources.remote"},
-]
-# Cross-module private imports other helpers own; the lead empties this at merge.
-ALLOWED_PRIVATE = {
-    "kerasflow.spec.nodes.backbones imports kerasflow.spec.nodes.blocks._Block",  # hub helper (issue 18)
-}
+# Known exceptions: none. Add one only with a comment saying who removes it.
+ALLOWED_CYCLES: list[set[str]] = []
+ALLOWED_PRIVATE: set[str] = set()
 # What spec/ may import besides spec/: nothing (it stays TF-free and below model/).
 ALLOWED_SPEC_IMPORTS: set[str] = set()
 

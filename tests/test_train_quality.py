@@ -65,6 +65,20 @@ def test_seed_mlp_on_digits_reaches_097(mlp_run):
         assert (run / name).is_file(), name
     for png in ("learning_curves.png", "confusion_matrix_label.png"):
         assert (run / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (run / "model_summary.txt").read_text()
+    assert "Param #" in summary and "Total params" in summary, summary  # not cropped at 80 columns
+
+
+def test_learning_curves_put_at_most_three_panels_a_row_and_label_stages(tmp_path):
+    from PIL import Image
+
+    from kerasflow.train.figures import draw_learning_curves
+
+    rows = [{"epoch": e, "stage": "head" if e < 3 else "tune", "loss": 1 / (e + 1), "val_loss": 1.1 / (e + 1),
+             "accuracy": e / 6, "auc": e / 6, "precision": 0.5, "recall": 0.5, "learning_rate": 1e-3}
+            for e in range(6)]
+    width, height = Image.open(draw_learning_curves(rows, tmp_path / "curves.png")).size
+    assert width <= 3 * 430 and height >= 2 * 300, (width, height)  # 6 panels: two rows of three
 
 
 def test_evaluate_reports_the_same_accuracy_and_per_class_scores(mlp_run):
@@ -186,3 +200,13 @@ tracking: {{enabled: false}}
 def test_transformer_reverses_8_digits(tmp_path):
     result = _train(tmp_path, REVERSE)
     assert result.metrics["test_accuracy"] >= 0.99, result.metrics  # token accuracy over (batch, 8) positions
+
+
+def test_confusion_matrix_names_classes_the_data_never_showed(tmp_path):
+    from PIL import Image
+
+    from kerasflow.train.figures import draw_confusion_matrix
+
+    # 3 output units, 2 classes seen: predicted index 2 gets its own column.
+    path = draw_confusion_matrix(np.array([0, 1, 1]), np.array([0, 2, 1]), ["a", "b"], tmp_path / "cm.png", title="t")
+    assert Image.open(path).size[0] > 0

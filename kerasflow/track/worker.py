@@ -197,7 +197,7 @@ def _serve() -> None:
                 elif method == "draw":
                     _draw(*args, **kwargs)
                 elif method == "prepare_plots":  # while the trainer is busy, so the run's plots cost less later
-                    from kerasflow.train.plots import prepare
+                    from kerasflow.train.figures import prepare
 
                     prepare()
                 elif method == "sync":
@@ -222,11 +222,11 @@ def _serve() -> None:
 
 
 def _draw(name: str, *args, **kwargs) -> None:
-    from kerasflow.train import plots
+    from kerasflow.train import figures
 
     if not name.startswith("draw_"):
         raise ValueError(f"Received an invalid plot, expected a draw_* function. Received: {name=}")
-    getattr(plots, name)(*args, **kwargs)
+    getattr(figures, name)(*args, **kwargs)
 
 
 if __name__ == "__main__":

@@ -190,9 +190,9 @@ def _set_up(session: Session) -> tuple[Any, list[str]]:
         session.tracker.set_tags(default_tags(loaded.hash, data.fingerprint))
         state["tags_logged"] = True
     if session.resumable:
-        lines: list[str] = []
-        session.model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=100)
-        (Path(session.run_dir) / "model_summary.txt").write_text("\n".join(lines) + "\n")
+        from kerasflow.model.plan import summary_text
+
+        (Path(session.run_dir) / "model_summary.txt").write_text(summary_text(session.model) + "\n")
     train_ds = data.train
     weights = class_weights(spec, data.targets, data.arrays("train")[1]) if spec.training.class_weight else {}
     if weights:

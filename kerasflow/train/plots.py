@@ -5,8 +5,7 @@ target, predicted vs actual per numeric target.
 worker (`kerasflow.track.worker`), so training goes on while matplotlib
 imports and renders; the files are complete once the run has ended (its
 `RunTracker.end`) and before the worker uploads them. The `draw_*` functions
-draw here and now. Uses matplotlib's object API on the Agg canvas: no pyplot,
-no display, no global state.
+(in `kerasflow.train.figures`) draw here and now.
 """
 
 from __future__ import annotations
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasflow.train import figures
+
 _MAX_CONFUSION_CLASSES = 50  # beyond this a matrix is unreadable
-_MAX_SCATTER_POINTS = 5000
 
 
 def plot_predictions(plots_dir: Path, y_true: dict, y_pred: dict, targets: dict) -> list[Path]:
@@ -38,7 +38,7 @@ def plot_predictions(plots_dir: Path, y_true: dict, y_pred: dict, targets: dict)
                   predicted_classes(y_pred[name]).reshape(-1), classes, path, title=name)
         elif kind == "numeric":
             path = plots_dir / f"predicted_vs_actual_{name}.png"
-            actual, predicted = _sample(y_true[name], y_pred[name])
+            actual, predicted = figures.sample_points(y_true[name], y_pred[name])
             _draw("draw_predicted_vs_actual", actual, predicted, path, title=name)
         else:
             continue
@@ -59,115 +59,4 @@ def _draw(name: str, *args, **kwargs) -> None:
 
         worker().call(0, "draw", name, *args, wait=False, **kwargs)
     except Exception:  # no background process here: draw on this thread
-        globals()[name](*args, **kwargs)
-
-
-def _sample(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
-    actual = np.asarray(y_true, dtype=float).reshape(-1)
-    predicted = np.asarray(y_pred, dtype=float).reshape(-1)
-    if len(actual) > _MAX_SCATTER_POINTS:
-        keep = np.random.default_rng(0).choice(len(actual), _MAX_SCATTER_POINTS, replace=False)
-        actual, predicted = actual[keep], predicted[keep]
-    return actual, predicted
-
-
-def prepare() -> None:
-    """Import matplotlib and load its fonts now (the first figure pays both, about
-    a second): the background worker does this while the model trains."""
-    import io
-
-    fig = _figure(1, 1)
-    fig.add_subplot(1, 1, 1).set_title("warm-up")
-    fig.savefig(io.BytesIO(), format="png")
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def draw_learning_curves(rows: list[dict], path: Path) -> Path:
-    """One panel per metric (train and validation), epochs numbered globally,
-    dashed lines where a new stage starts."""
-    metrics = []
-    for row in rows:
-        for key in row:
-            base = key[4:] if key.startswith("val_") else key
-            if base not in ("epoch", "stage", "learning_rate") and base not in metrics:
-                metrics.append(base)
-    panels = metrics + ["learning_rate"]
-    fig = _figure(4.2 * len(panels), 3.4)
-    epochs = np.array([int(r["epoch"]) + 1 for r in rows])
-    starts = [epochs[i] - 0.5 for i in range(1, len(rows)) if rows[i]["stage"] != rows[i - 1]["stage"]]
-    for i, metric in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
-            values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
-            if np.isfinite(values).any():
-                ax.plot(epochs, values, marker="o" if len(rows) < 30 else None, markersize=3, label=label)
-        for x in starts:
-            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
-        ax.set_title(metric)
-        ax.set_xlabel("epoch")
-        if metric == "learning_rate":
-            rates = [r["learning_rate"] for r in rows if r.get("learning_rate", 0) > 0]
-            if rates and max(rates) > 10 * min(rates):
-                ax.set_yscale("log")
-        elif ax.lines:
-            ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    # Fixed margins: tight_layout would render the figure twice.
-    width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.15, top=0.9, wspace=0.38)
-    fig.savefig(path)
-    return path
-
-
-def draw_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], path: Path, *, title: str) -> Path:
-    """Counts with rows = true class, columns = predicted class."""
-    n = len(classes)
-    matrix = np.zeros((n, n), dtype=np.int64)
-    np.add.at(matrix, (y_true.astype(int), y_pred.astype(int)), 1)
-    size = max(4.0, 0.45 * n + 2)
-    fig = _figure(size, size)
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    ax.set_xticks(range(n), labels=classes, rotation=90 if n > 10 else 0)
-    ax.set_yticks(range(n), labels=classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
-    ax.set_title(f"{title}: accuracy {accuracy:.4f}")
-    if n <= 20:
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if matrix[i, j] > threshold else "black")
-    fig.subplots_adjust(left=0.7 / size, right=1 - 0.7 / size, bottom=0.6 / size, top=1 - 0.4 / size)
-    fig.savefig(path)
-    return path
-
-
-def draw_predicted_vs_actual(y_true, y_pred, path: Path, *, title: str) -> Path:
-    """Scatter of predictions against targets (at most 5000 points) with the y = x line."""
-    actual, predicted = _sample(y_true, y_pred)
-    fig = _figure(4.5, 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(actual, predicted, s=8, alpha=0.6)
-    if len(actual):
-        lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))
-        ax.plot([lo, hi], [lo, hi], color="grey", linestyle="--", linewidth=1)
-    mae = float(np.mean(np.abs(actual - predicted))) if len(actual) else float("nan")
-    ax.set_title(f"{title}: MAE {mae:.4g}")
-    ax.set_xlabel("actual")
-    ax.set_ylabel("predicted")
-    ax.grid(alpha=0.3)
-    fig.subplots_adjust(left=0.16, right=0.95, bottom=0.12, top=0.92)
-    fig.savefig(path)
-    return path
+        getattr(figures, name)(*args, **kwargs)

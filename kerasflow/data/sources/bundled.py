@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasflow.data.sources import Loaded, Table
+from kerasflow.data.sources.table import Loaded, Table
 
 # The main series of each statsmodels set (feature/target default to it).
 _SERIES = {"sunspots": "SUNACTIVITY", "co2": "co2", "nile": "volume", "elnino": "temperature"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.sources import Loaded, Table, require_file, resolve_path, wanted_columns
+from kerasflow.data.sources.table import Loaded, Table, require_file, resolve_path, wanted_columns
 from kerasflow.spec.errors import Problem, SpecError
 
 

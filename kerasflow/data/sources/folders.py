@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.sources import Loaded, Table, require_file, resolve_path
+from kerasflow.data.sources.table import Loaded, Table, require_file, resolve_path
 from kerasflow.spec.errors import Problem, SpecError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

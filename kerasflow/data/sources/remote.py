@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.sources import Loaded, Table
+from kerasflow.data.sources.table import Loaded, Table
 from kerasflow.spec.errors import Problem, SpecError
 
 PROBE_TIMEOUT = 3.0  # seconds to decide we are offline

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from kerasflow.spec.base import PositiveFactor, Tunable
 from kerasflow.spec.nodes.applications import APPLICATIONS
-from kerasflow.spec.nodes.blocks import _Block
+from kerasflow.spec.nodes.blocks import Block
 from kerasflow.spec.registry import register_block
 
 IMAGENET = "imagenet"
@@ -46,7 +46,7 @@ def offline_message(application: str, origin: str, cached: Path) -> str:
 
 
 @register_block("backbone", "kerasflow.model.backbones:build_backbone")
-class Backbone(_Block):
+class Backbone(Block):
     """A `keras.applications` image model without its classifier; raw pixels in, features out."""
 
     application: Tunable[Application] = Field(

@@ -14,7 +14,7 @@ from kerasflow.spec.registry import BlockNode, Node, node_adapter, register_bloc
 _MODEL = "kerasflow.model."
 
 
-class _Block(BlockNode):
+class Block(BlockNode):
     """A block reading `arity` inputs."""
 
     arity: ClassVar[int] = 1
@@ -33,7 +33,7 @@ Sizes = Tunable[Annotated[list[Tunable[Width]], Field(min_length=1)]]
 
 
 @register_block("mlp", _MODEL + "stacks:build_mlp")
-class MLP(_Block):
+class MLP(Block):
     """Dense layers, each optionally followed by batch normalization and dropout."""
 
     units: Sizes = Field(description="Units of each dense layer, first to last.")
@@ -50,7 +50,7 @@ class MLP(_Block):
 
 
 @register_block("conv_stack", _MODEL + "stacks:build_conv_stack")
-class ConvStack(_Block):
+class ConvStack(Block):
     """Convolution levels (conv, batch norm, activation, pooling, dropout); 1D or 2D from the input rank."""
 
     filters: Sizes = Field(description="Filters of each level, first to last.")
@@ -73,7 +73,7 @@ class ConvStack(_Block):
 
 
 @register_block("rnn_stack", _MODEL + "stacks:build_rnn_stack")
-class RNNStack(_Block):
+class RNNStack(Block):
     """Stacked LSTM or GRU layers; every layer but the last returns sequences."""
 
     cell: Tunable[Literal["lstm", "gru"]] = Field("lstm", description="Recurrent layer type.")
@@ -88,7 +88,7 @@ PositionMode = Literal["learned", "sinusoidal"]
 
 
 @register_block("positional_embedding", _MODEL + "embeddings:build_positional_embedding")
-class PositionalEmbedding(_Block):
+class PositionalEmbedding(Block):
     """Adds a position encoding (learned or sinusoidal) to a (batch, steps, features) input."""
 
     mode: PositionMode = Field("learned", description="Learned position table or fixed sinusoids.")
@@ -96,7 +96,7 @@ class PositionalEmbedding(_Block):
 
 
 @register_block("token_and_position_embedding", _MODEL + "embeddings:build_token_and_position_embedding")
-class TokenAndPositionEmbedding(_Block):
+class TokenAndPositionEmbedding(Block):
     """Embeds integer token ids and adds a position encoding."""
 
     vocab_size: Count = Field(description="Number of token ids (largest id + 1).")
@@ -106,7 +106,7 @@ class TokenAndPositionEmbedding(_Block):
     mask_zero: bool = Field(False, description="Token 0 is padding: mask it in attention and pooling.")
 
 
-class _Transformer(_Block):
+class _Transformer(Block):
     num_heads: Tunable[Width] = Field(description="Attention heads.")
     key_dim: Tunable[Width] = Field(description="Size of each attention head (Keras' MultiHeadAttention has no "
                                     "default; Keras' text-classification example passes the embedding width).")
@@ -138,7 +138,7 @@ class TransformerDecoder(_Transformer):
 
 
 @register_block("residual", _MODEL + "residual:build_residual")
-class Residual(_Block):
+class Residual(Block):
     """A chain of nodes whose output is added to its input (a skip connection).
 
     The skip is the input itself, or the `shortcut` chain applied to it: a
@@ -170,7 +170,7 @@ EACH = "each"  # `{each: <key>}` in a repeated node takes that key's value of th
 
 
 @register_block("repeat", _MODEL + "stacks:build_repeat")
-class Repeat(_Block):
+class Repeat(Block):
     """One node repeated in a chain, with per-repetition values.
 
     `{each: <key>}` anywhere in `node` takes the repetition's value of `<key>`
