@@ -148,3 +148,12 @@ def test_spec_depends_on_no_other_kerasflow_package():
                       for t in targets if not t.startswith("kerasflow.spec") and t not in ALLOWED_SPEC_IMPORTS
                       and t != "kerasflow"})
     assert not outside, "\n".join(outside)
+
+
+def test_one_home_for_locating_a_path_in_the_spec_file():
+    """Finding a key path's file:line:col is defined once (`spec.errors.locate`), so every
+    error points at the same place for the same key."""
+    homes = [f"{p.relative_to(REPO)}:{node.name}" for p in (REPO / "kerasflow").rglob("*.py")
+             for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") == "locate"]
+    assert homes == ["kerasflow/spec/errors.py:locate"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from kerasflow.spec.errors import Location, Problem, SpecError, join_path
+from kerasflow.spec.errors import Location, Problem, SpecError, join_path, locate
 from kerasflow.spec.yaml_source import (  # noqa: F401  (parse_yaml, load_yaml_value: public API)
     MAX_BYTES, MAX_DEPTH, MAX_VALUES, SPEC_SUFFIXES, Locations, load_yaml_value, parse_yaml, read_spec_text,
 )
@@ -233,7 +233,7 @@ def interpolate(data: Any, locs: Locations, env: dict[str, str] | None = None) -
     resolving: list[str] = []
 
     def problem(path: tuple, message: str, **kw) -> None:
-        problems.append(Problem(path=join_path(path), message=message, location=_locate(locs, path), **kw))
+        problems.append(Problem(path=join_path(path), message=message, location=locate(locs, path), **kw))
 
     def variable(name: str, path: tuple) -> Any:
         if name in resolved:
@@ -307,12 +307,6 @@ def interpolate(data: Any, locs: Locations, env: dict[str, str] | None = None) -
     if problems:
         raise SpecError(problems)
     return out
-
-
-def _locate(locs: Locations, path: tuple) -> Location | None:
-    while path and path not in locs:
-        path = path[:-1]
-    return locs.get(path)
 
 
 # ---------------------------------------------------------------- entry points

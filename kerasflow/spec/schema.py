@@ -186,4 +186,4 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-__all__ = ["Spec", "validate_spec", "locate", "Locations", "FORMAT_VERSION", "PIPELINE_STAGES"]
+__all__ = ["Spec", "validate_spec", "Locations", "FORMAT_VERSION", "PIPELINE_STAGES"]

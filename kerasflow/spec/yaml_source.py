@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from kerasflow.spec.errors import Location, Problem, SpecError, join_path
+from kerasflow.spec.errors import Location, Locations, Problem, SpecError, join_path
 
 MAX_BYTES = 512 * 1024  # realistic specs are a few KB; a 1000-node graph is ~60 KB
 MAX_VALUES = 50_000  # a 1000-node graph is ~5000 values; composing costs ~20 us per value
@@ -34,8 +34,6 @@ _STD_TAGS = {
 }
 _TAG_WORDS = {"tag:yaml.org,2002:int": "an integer", "tag:yaml.org,2002:float": "a number",
               "tag:yaml.org,2002:bool": "true or false", "tag:yaml.org,2002:null": "null"}
-
-Locations = dict[tuple, Location]
 
 
 # ---------------------------------------------------------------- files

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasflow.runs import HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS_DIR, SPEC_FILE, RunDir
-from kerasflow.spec.errors import Problem, SpecError, join_path
+from kerasflow.spec.errors import Problem, SpecError, join_path, locate
 
 
 @dataclass
@@ -114,7 +114,6 @@ def check_resolved(spec, locs) -> None:
     """Training values must be values: markers are filled by `kerasflow tune`."""
     from kerasflow.model.builder import unresolved_markers
     from kerasflow.spec.base import TuneBool, TuneChoice, TuneFloat, TuneInt
-    from kerasflow.spec.schema import locate
 
     problems = unresolved_markers(spec, locs)
     markers = (TuneInt, TuneFloat, TuneChoice, TuneBool)
