@@ -275,7 +275,8 @@ def export(run_dir, base_path, version, keep, tfserving_config) -> None:
 @cli.command()
 @click.argument("base_path", type=click.Path(file_okay=False))
 @click.option("--model-name", callback=_safe_name,
-              help="Name in /v1/models/NAME (default: the base path's directory name).")
+              help="Name in /v1/models/NAME (default: the name the newest version was exported under, "
+                   "else the base path's directory name).")
 @click.option("--rest-port", default=8501, show_default=True, type=PORT, help="0 picks a free port.")
 @click.option("--grpc-port", default=8500, show_default=True, type=PORT, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True,
@@ -291,15 +292,14 @@ def export(run_dir, base_path, version, keep, tfserving_config) -> None:
 def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfserving, enable_batching,
           batching_parameters_file) -> None:
     """Serve BASE_PATH with TF Serving's REST and gRPC APIs."""
-    from pathlib import Path
-
     from kerasflow import api
+    from kerasflow.export.names import exported_name
     from kerasflow.serve.tfserving import binds_all_interfaces
 
-    name = model_name or Path(base_path).resolve().name
+    name = model_name or exported_name(base_path)
     if not _SAFE_NAME.fullmatch(name):
-        raise click.UsageError(f"the base path's directory name {name!r} is not a plain model name; "
-                               "give one with --model-name")
+        raise click.UsageError(f"the model name {name!r} (from the export's metadata, else the base path's "
+                               "directory name) is not a plain model name; give one with --model-name")
     if not binds_all_interfaces(host):
         # tensorflow_model_server always listens on every interface; never widen what the user asked for.
         if tfserving:

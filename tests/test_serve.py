@@ -357,6 +357,17 @@ def test_grpc_metadata_and_status(stubs):
     assert version.status.error_code == 0
 
 
+def _assert_grpc_status(address: str, name: str) -> None:
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = name
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=30)
+    assert [v.state for v in status.model_version_status] == [get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+
+
 def test_grpc_string_inputs(shop_server):
     import grpc
     import tensorflow as tf
@@ -397,11 +408,19 @@ def test_tensorflow_model_server_command_line(tmp_path):
                    f"--model_base_path={tmp_path.resolve()}", "--file_system_poll_wait_seconds=1"]
 
 
-@pytest.mark.parametrize("how", ["api", "cli with batching"])
+@pytest.mark.parametrize("how", ["api", "cli with batching", "cli, name from the export"])
 def test_serve_blocks_until_sigterm(digits_base, digits, tmp_path, how):
     """`serve()` as `kerasflow serve` runs it: embedded server (no TF Serving binary here),
-    ports picked by the OS and printed, clean exit on SIGTERM; the CLI with TF Serving's batching flags."""
-    if how == "api":
+    ports picked by the OS and printed, clean exit on SIGTERM; the CLI with TF Serving's batching flags;
+    the CLI without --model-name serves the name the export recorded, not the directory's."""
+    name = "digits"
+    if how == "cli, name from the export":
+        name, base = "foo", tmp_path / "models" / "bar"
+        export_version(digits.model, base, sample_inputs=digits.x_test, target_info=DIGITS_TARGETS,
+                       model_name=name, check_parity=False)
+        command = [sys.executable, "-m", "kerasflow.cli", "serve", str(base), "--rest-port", "0",
+                   "--grpc-port", "0", "--no-tfserving"]
+    elif how == "api":
         script = ("import sys; from kerasflow.serve import serve; sys.exit(serve(sys.argv[1], model_name='digits', "
                   "rest_port=0, grpc_port=0, use_tfserving=False))")
         command = [sys.executable, "-c", script, str(digits_base)]
@@ -424,9 +443,14 @@ def test_serve_blocks_until_sigterm(digits_base, digits, tmp_path, how):
         _wait_for(lambda: address() is not None or proc.poll() is not None, timeout=120)
         url = address()
         assert url, "serve() never printed its REST address:\n" + "".join(lines[-20:])
-        _wait_for(lambda: _states_at(url, "digits").get("1") == "AVAILABLE", timeout=120)
-        response = requests.post(f"{url}/v1/models/digits:predict", json={"instances": _rows(digits, 1).tolist()})
+        _wait_for(lambda: _states_at(url, name).get("1") == "AVAILABLE", timeout=120)
+        response = requests.post(f"{url}/v1/models/{name}:predict", json={"instances": _rows(digits, 1).tolist()})
         assert response.json()["predictions"][0]["class_name"] in DIGIT_NAMES
+        if name != "digits":
+            assert requests.get(f"{url}/v1/models/bar").status_code == 404
+            metadata = requests.get(f"{url}/v1/models/{name}/metadata").json()
+            assert metadata["model_spec"]["name"] == name
+            _assert_grpc_status(re.search(r"gRPC (\S+)", "".join(lines)).group(1), name)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

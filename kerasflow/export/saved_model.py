@@ -26,10 +26,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from kerasflow.export.names import METADATA_FILE
 from kerasflow.spec.errors import Problem, SpecError
 
 SIGNATURE_NAME = "serving_default"
-METADATA_FILE = "kerasflow.yaml"
 _TMP_PREFIX = ".kerasflow-tmp-"
 _TRASH_PREFIX = ".kerasflow-trash-"
 _MAX_PARITY_ROWS = 256
