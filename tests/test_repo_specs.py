@@ -73,6 +73,14 @@ def test_spec_reference_is_current():
         "docs/spec-reference.md is stale: run `kerasflow schema --reference --out docs/spec-reference.md`")
 
 
+def test_the_reference_says_which_verbs_run_multi_worker():
+    """`kerasflow run` trains multi_worker specs too (tests/test_multi_worker.py); the reference must say so."""
+    from kerasflow.spec.training_schema import TrainingSpec
+
+    text = TrainingSpec.model_fields["distribution"].description
+    assert "`kerasflow train` and `kerasflow run`" in text and "only" not in text
+
+
 def test_ci_runs_the_readme_commands():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()

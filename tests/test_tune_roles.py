@@ -63,6 +63,9 @@ def test_tuning_accepts_what_training_accepts(valid_spec_path):
     raw["training"]["stages"][0]["freeze"] = ["h1"]
     hypermodel = SpecHyperModel(load_spec_dict(raw))
     assert hypermodel.stage_of(hypermodel.loaded.spec)[0] == len(raw["training"]["stages"]) - 1  # trials run them all
+    from kerasflow.spec.sections import TuningSpec
+
+    assert "(default: the last)" in TuningSpec.model_fields["stage"].description  # the reference says what happens
 
 
 @pytest.mark.parametrize("objective, metrics, expected", [

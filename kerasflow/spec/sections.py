@@ -25,7 +25,8 @@ class TuningSpec(SpecModel):
     num_initial_points: Count | None = Field(
         None, description="bayesian: random trials before the Gaussian process guides the search "
         "(default: 3 per hyperparameter).")
-    stage: str | None = Field(None, description="Training stage used for trials (default: the first).")
+    stage: str | None = Field(None, description="Last training stage a trial runs; trials run every "
+                                "stage up to it (default: the last).")
     seed: Seed | None = Field(None, description="Seed of the tuner (default: the spec seed).")
 
     def objective_name(self) -> str:

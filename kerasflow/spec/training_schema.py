@@ -274,7 +274,8 @@ class TrainingSpec(SpecModel):
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         "float32", description="Keras dtype policy of the model.")
     distribution: Literal["default", "mirrored", "one_device", "multi_worker"] = Field(
-        "default", description="tf.distribute strategy (multi_worker: `kerasflow train` only, see docs/distributed.md).")
+        "default", description="tf.distribute strategy (multi_worker: `kerasflow train` and "
+        "`kerasflow run`, one process per worker, not tuning; see docs/distributed.md).")
     deterministic: bool = Field(False, description="Deterministic TensorFlow ops (slower; fails on ops without one).")
 
     def metric_names(self) -> set[str]:
