@@ -89,9 +89,10 @@ def json_schema() -> dict:
 
 def plan(path: str | os.PathLike, overrides: Sequence[str] = (), plot: str | None = None) -> str:
     """Build the model without data and describe it (summary, shapes, memory, step time)."""
+    loaded = load_spec(path, overrides)  # spec errors first: the import below takes seconds
     from kerasflow.model.plan import plan_model
 
-    return plan_model(load_spec(path, overrides), plot)
+    return plan_model(loaded, plot)
 
 
 def train(path: str | os.PathLike | None = None, overrides: Sequence[str] = (), *, run_dir=None, resume=None,
@@ -100,9 +101,9 @@ def train(path: str | os.PathLike | None = None, overrides: Sequence[str] = (), 
 
     `workers` (every worker's host:port) and `worker_index` place this process in
     a `distribution: multi_worker` cluster (default: the TF_CONFIG variable)."""
+    loaded = load_spec(path, overrides) if path is not None else None  # spec errors before TensorFlow
     from kerasflow.train.stages import train as _train
 
-    loaded = load_spec(path, overrides) if path is not None else None
     return _train(loaded, run_dir=run_dir, resume=resume, quiet=quiet, workers=workers, worker_index=worker_index)
 
 
@@ -122,9 +123,10 @@ def predict(run_dir: str | os.PathLike, input_file: str | os.PathLike, output_fi
 
 def tune(path: str | os.PathLike, overrides: Sequence[str] = (), **options):
     """Run (or resume) the KerasTuner search a spec declares; returns a `TuneResult`."""
+    loaded = load_spec(path, overrides)  # spec errors before KerasTuner and TensorFlow (seconds)
     from kerasflow.tune.tuners import tune as _tune
 
-    return _tune(load_spec(path, overrides), **options)
+    return _tune(loaded, **options)
 
 
 def export(run_dir: str | os.PathLike, *, base_path: str | os.PathLike | None = None, version: int | None = None,

@@ -57,6 +57,27 @@ def test_validate_imports_no_tensorflow_keras_or_mlflow(tmp_path):
     assert res.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("verb", ["plan", "train", "tune", "run"])
+def test_spec_errors_come_before_heavy_imports(tmp_path, verb):
+    """A typo in a spec is reported in well under a second: no verb imports TensorFlow,
+    KerasTuner or MLflow before the spec is read and validated (tune took ~13 s to say
+    "file not found")."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE_YAML.replace("training:", "trainingg:", 1))
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from kerasflow.cli import cli\n"
+        f"r = CliRunner().invoke(cli, [{verb!r}, {str(bad)!r}])\n"
+        "assert r.exit_code == 2 and 'trainingg' in r.output, r.output\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'mlflow', 'keras_tuner'))\n"
+        "print(heavy)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
 def test_render_fills_defaults_and_applies_set(tmp_path):
     (tmp_path / "s.yaml").write_text(BASE_YAML)
     res = run("render", str(tmp_path / "s.yaml"), "--set", "training.stages.0.epochs=3")
