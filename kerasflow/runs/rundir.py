@@ -17,6 +17,7 @@ corrupt is a `SpecError` naming the file and what is wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -43,6 +44,31 @@ RUNS_ROOT = "runs"
 def default_dir(spec_name: str, *parts: str) -> Path:
     """`runs/<spec_name>/<parts...>`: where a verb writes when given no directory."""
     return Path(RUNS_ROOT, spec_name, *parts)
+
+
+def new_run_path(spec_name: str) -> Path:
+    """A new run's directory, `runs/<spec_name>/<run_id>/` (not created); run ids sort by UTC start time."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return default_dir(spec_name, f"{stamp}-{secrets.token_hex(3)}")
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(path: str | os.PathLike):
+    """On a failure inside the block, remove `path` and those of its parents that
+    did not exist before the block and are left empty: a verb that fails before
+    writing anything leaves no empty run directory behind. A directory that
+    existed before, or that holds anything, is never removed."""
+    path = Path(path).absolute()
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for directory in created:
+            try:
+                directory.rmdir()  # refuses a non-empty directory: whatever was written stays
+            except OSError:
+                break
+        raise
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -75,8 +101,7 @@ class RunDir:
     @classmethod
     def new(cls, spec_name: str) -> "RunDir":
         """Create `runs/<spec_name>/<run_id>/`; run ids sort by UTC start time."""
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        path = default_dir(spec_name, f"{stamp}-{secrets.token_hex(3)}")
+        path = new_run_path(spec_name)
         path.mkdir(parents=True, exist_ok=False)
         return cls(path)
 

@@ -10,9 +10,10 @@ runs the same engine through `kerasflow.train.multi_worker_stages`.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
-from kerasflow.runs import RunDir
+from kerasflow.runs import RunDir, new_run_path, removed_if_left_empty
 from kerasflow.train.session import TrainResult
 
 __all__ = ["train", "TrainResult"]
@@ -46,22 +47,29 @@ def train(loaded=None, *, run_dir=None, resume: str | Path | None = None, quiet:
         result = train_multi_worker(loaded, run_dir=run_dir, resume=resume, quiet=quiet, data=data, tracker=tracker,
                                     workers=workers, worker_index=worker_index)
     else:
-        loaded, run, state = open_run(loaded, run_dir, resume)
-        spec = loaded.spec
-        check_resolved(spec, loaded.locs)
-        if tracker is None:  # the background worker opens the MLflow store while TensorFlow imports
-            from kerasflow.track.mlflow import warm_up
+        if resume is None and run_dir is None and loaded is not None:
+            run_dir = new_run_path(loaded.spec.name)
+        # A spec or data error found before anything is written leaves no empty run directory.
+        with removed_if_left_empty(run_dir) if resume is None and run_dir is not None else nullcontext():
+            loaded, run, state = open_run(loaded, run_dir, resume)
+            spec = loaded.spec
+            check_resolved(spec, loaded.locs)
+            if tracker is None:  # the background worker opens the MLflow store while TensorFlow imports
+                from kerasflow.track.mlflow import warm_up
 
-            warm_up(spec.tracking.model_dump(), loaded.raw)
-        check_shapes(loaded)
+                warm_up(spec.tracking.model_dump(), loaded.raw)
+            check_shapes(loaded)
+
+            from kerasflow.train.strategy import make_strategy, seed_everything
+
+            seed_everything(spec.seed, spec.training.deterministic)
+            strategy = make_strategy(spec.training)
+            data = prepare_inputs(loaded, run, state, data)
 
         from kerasflow.model.builder import build_model
         from kerasflow.train.engine import Session, run_stages
-        from kerasflow.train.strategy import dtype_policy, make_strategy, seed_everything
+        from kerasflow.train.strategy import dtype_policy
 
-        seed_everything(spec.seed, spec.training.deterministic)
-        strategy = make_strategy(spec.training)
-        data = prepare_inputs(loaded, run, state, data)
         with tracking(loaded, run, state, tracker) as active, dtype_policy(spec.training.mixed_precision):
             with strategy.scope():
                 model = build_model(loaded, data.stats)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -143,7 +144,32 @@ def test_bad_data_stops_before_training_naming_file_and_row(case, tmp_path, monk
     spec = _write_spec(tmp_path, data, "parquet" if suffix == ".parquet" else "csv")
     result = CliRunner().invoke(cli, ["train", spec, "--run-dir", str(tmp_path / "run"), "--quiet"])
     refused(result, expect)
-    assert not (tmp_path / "run" / "model.keras").exists()
+    assert not (tmp_path / "run").exists()  # nothing written, and no empty run directory left behind
+
+
+@pytest.mark.parametrize("error", ["data", "spec"])
+def test_a_failed_train_leaves_no_empty_run_directory_and_keeps_the_users(error, tmp_path, monkeypatch):
+    """A spec error found after the run directory is chosen (an unresolved `tune:` marker) or
+    a data error removes the directories train made for the run; never a directory the user had."""
+    monkeypatch.chdir(tmp_path)
+    lines = csv_lines()
+    (tmp_path / "data.csv").write_text("".join(lines[:1] if error == "data" else lines))
+    spec = _write_spec(tmp_path, tmp_path / "data.csv", "csv")
+    if error == "spec":
+        text = Path(spec).read_text()
+        Path(spec).write_text(text.replace("units: 8,", "units: {tune: int, min: 4, max: 8},"))
+    expect = ["data.csv has no data rows"] if error == "data" else ["unresolved `tune:` marker"]
+    refused(CliRunner().invoke(cli, ["train", spec, "--quiet"]), expect)
+    assert not (tmp_path / "runs").exists()  # runs/mixed/<run id>/ and the parents train made
+    refused(CliRunner().invoke(cli, ["train", spec, "--run-dir", "out/a/b", "--quiet"]), expect)
+    assert not (tmp_path / "out").exists()
+    mine, empty = tmp_path / "mine", tmp_path / "empty"
+    mine.mkdir()
+    empty.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    for directory in (mine, empty):
+        refused(CliRunner().invoke(cli, ["train", spec, "--run-dir", str(directory), "--quiet"]), expect)
+    assert (mine / "notes.txt").read_text() == "keep" and empty.is_dir()
 
 
 def _png(path, payload: bytes):
