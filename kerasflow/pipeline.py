@@ -356,7 +356,7 @@ def _run_serve_check(ctx: _Context, resume: bool) -> dict:
     from kerasflow.export.names import served_name
     from kerasflow.export.parity import compare_served, expected_outputs
     from kerasflow.runs import RunDir
-    from kerasflow.serve.server import EmbeddedServer
+    from kerasflow.serve.server import served_outputs
 
     export = ctx.outputs.get("export", {})
     if not export.get("base_path"):
@@ -368,26 +368,13 @@ def _run_serve_check(ctx: _Context, resume: bool) -> dict:
     run = RunDir(ctx.train_dir())
     files = run.read(need_model=True)
     expected = expected_outputs(run.load_model(files), files.targets, rows)
-    name = served_name(spec)
-    with EmbeddedServer(export["base_path"], model_name=name, rest_port=0, grpc_port=None).start() as server:
-        outputs = _post_rows(f"{server.rest_url}/v1/models/{name}/versions/{export['version']}:predict", rows)
+    outputs = served_outputs(export["base_path"], served_name(spec), export["version"], rows)
     if not isinstance(outputs, dict):  # TF Serving answers a single output without its name
         outputs = {next(iter(expected)): outputs}
     diff = compare_served(expected, outputs, atol=max(spec.export.atol, 1e-4))
     n = len(next(iter(rows.values())))
     ctx.echo(f"[serve_check] {n} rows served over REST match the trained model (max abs diff {diff:.2g})")
     return {"served_rows": n, "max_abs_diff": diff}
-
-
-def _post_rows(url: str, rows: dict):
-    import urllib.request
-
-    import numpy as np
-
-    payload = {"inputs": {k: np.asarray(v).tolist() for k, v in rows.items()}}
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["outputs"]
 
 
 def _trained(raw: dict) -> dict:

@@ -17,7 +17,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from kerasflow.spec.errors import Problem, SpecError
 
@@ -224,6 +224,23 @@ def serve(base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def served_outputs(base_path: str | os.PathLike, model_name: str, version: int,
+                   rows: Mapping[str, Any]) -> dict:
+    """What the embedded server answers over REST for `rows` from `version` of
+    `base_path` (the path a client takes); output name -> values as JSON decodes them."""
+    import json
+    import urllib.request
+
+    import numpy as np
+
+    payload = json.dumps({"inputs": {k: np.asarray(v).tolist() for k, v in rows.items()}}).encode()
+    with EmbeddedServer(base_path, model_name=model_name, rest_port=0, grpc_port=None).start() as server:
+        url = f"{server.rest_url}/v1/models/{model_name}/versions/{version}:predict"
+        request = urllib.request.Request(url, data=payload, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["outputs"]
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict:

@@ -26,12 +26,12 @@ from kerasflow.spec.sections import TuningSpec
 from kerasflow.tune import report
 from kerasflow.tune.distributed import Role, environment, role_environment
 from kerasflow.tune.hypermodel import SpecHyperModel
+from kerasflow.tune.parent_run import ParentRun
 
 PROJECT = "keras_tuner"  # KerasTuner's project directory inside the run directory
 BEST_FILE = "best.yaml"
 PLOT_FILE = "tuning.png"
 _SEARCH_FILE = "kerasflow_search.json"  # which search space the project belongs to
-_PARENT_RUN_FILE = "mlflow_parent_run_id"
 
 
 @dataclass
@@ -110,7 +110,7 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
                                     "validation split, and data.split gives none",
                                     hint="set data.split.validation, e.g. 0.1"))
     with environment(env):
-        parent = _ParentRun(loaded, run_dir, project, role, restart and role != "worker", env["KERASTUNER_TUNER_ID"])
+        parent = ParentRun(loaded, run_dir, project, role, restart and role != "worker", env["KERASTUNER_TUNER_ID"])
         end = parent.end
         tuner = None
         try:
@@ -170,7 +170,7 @@ class _SpecTuner:
     per-trial callback holds only the run id and URI.
     """
 
-    def __init__(self, *args, parent: "_ParentRun", **kwargs):
+    def __init__(self, *args, parent: ParentRun, **kwargs):
         self._parent = parent
         self._trial_runs: dict[str, Any] = {}
         self.trial_rows: list[dict] = []
@@ -244,7 +244,7 @@ _CLASSES = {kind: type(f"Spec{base.__name__}", (_SpecTuner, base), {}) for kind,
 
 
 def _make_tuner(tuning: TuningSpec, hypermodel: SpecHyperModel, objective, project: Path, spec_seed: int, *,
-                overwrite: bool, parent: "_ParentRun"):
+                overwrite: bool, parent: ParentRun):
     kwargs: dict[str, Any] = dict(
         hypermodel=hypermodel, objective=objective, seed=tuning.seed if tuning.seed is not None else spec_seed,
         max_consecutive_failed_trials=tuning.max_consecutive_failed_trials,
@@ -312,7 +312,7 @@ def _pair(objective) -> tuple[str, str]:
     return objective.name, objective.direction
 
 
-# ---------------------------------------------------------------- project, MLflow, roles
+# ---------------------------------------------------------------- project
 
 
 def _search_key(raw: dict) -> str:
@@ -330,74 +330,3 @@ def _check_project(project: Path, key: str, restart: bool) -> None:
     if json.loads(marker.read_text()).get("search") != key:
         raise SpecError(Problem(path=str(project), message="this tuning project was started for another search space",
                                 hint="rerun with --restart to start over, or use another --run-dir"))
-
-
-class _ParentRun:
-    """The parent MLflow run of a search, opened on first use.
-
-    A rerun reopens the run whose id the project holds. A worker opens it when
-    its first trial starts, so a chief started at the same time has written the
-    id by then (to the shared project directory); it nests its trials under the
-    chief's run and leaves ending it to the chief. A worker that finds no id
-    opens a run of its own.
-    """
-
-    def __init__(self, loaded, run_dir: Path, project: Path, role: Role, restart: bool, tuner_id: str | None):
-        self.cfg = loaded.spec.tracking.model_dump()
-        self.loaded, self.run_dir, self.role = loaded, run_dir, role
-        self.file = project / _PARENT_RUN_FILE
-        self.restart, self.tuner_id = restart, tuner_id
-        self.tracker = None
-        self.owned = False
-        self._earlier: dict[str, Any] | None = None
-        self.resumed = False
-
-    @property
-    def run_id(self) -> str | None:
-        return self.tracker.run_id if self.tracker is not None else None
-
-    def get(self):
-        if self.tracker is None and self.cfg.get("enabled", True):
-            from kerasflow.track.mlflow import RunTracker
-
-            previous = self.file.read_text().strip() if self.file.exists() and not self.restart else None
-            cfg = dict(self.cfg)
-            if self.role == "worker" and not previous:
-                cfg["run_name"] = cfg.get("run_name") or f"{self.loaded.spec.name}-tune-{self.tuner_id}"
-            self.tracker = RunTracker(cfg, spec_dict=self.loaded.raw, run_dir=self.run_dir, kind="tune")
-            self.tracker.start(resume_run_id=previous)
-            self.resumed = bool(previous)
-            self.owned = self.role != "worker" or not previous
-        return self.tracker
-
-    def save(self) -> None:
-        if self.run_id:
-            self.file.write_text(self.run_id)
-
-    def trial_runs(self) -> dict[str, Any]:
-        """The MLflow runs earlier attempts of this search opened, by trial id,
-        read from the store once (what survives a kill; later trials are this
-        process's own)."""
-        if self._earlier is None:
-            tracker = self.get()
-            self._earlier = {}
-            if tracker is not None and tracker.run_id and self.resumed:  # a new parent run has no trials yet
-                from kerasflow.track.transport import client_for
-
-                runs = client_for(tracker.uri).search_runs(
-                    [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{tracker.run_id}'",
-                    order_by=["attributes.start_time ASC"], max_results=5000)
-                self._earlier = {run.data.tags["kerasflow.trial_id"]: run for run in runs
-                                 if "kerasflow.trial_id" in run.data.tags}
-        return self._earlier
-
-    def end_trial_run(self, run_id: str, status: str) -> None:
-        from kerasflow.track.transport import client_for
-
-        client = client_for(self.get().uri)
-        client.set_tag(run_id, "kerasflow.trial_status", "COMPLETED" if status == "FINISHED" else status)
-        client.set_terminated(run_id, status)
-
-    def end(self, status: str) -> None:
-        if self.tracker is not None and self.owned:
-            self.tracker.end(status)
