@@ -357,6 +357,18 @@ def test_grpc_metadata_and_status(stubs):
     assert version.status.error_code == 0
 
 
+def test_the_served_name_falls_back_past_unreadable_metadata_to_the_directory_name(tmp_path):
+    from kerasflow.export.names import exported_name
+
+    base = tmp_path / "bar"
+    for version, text in (("2", "kerasflow_export: {model_name: foo}\n"), ("10", "kerasflow_export: [1]\n"),
+                          ("11", "{unclosed")):
+        (base / version / "assets.extra").mkdir(parents=True)
+        (base / version / "assets.extra" / "kerasflow.yaml").write_text(text)
+    assert exported_name(base) == "foo"  # 11 and 10 record no name; 2 does (numeric order, not text order)
+    assert exported_name(tmp_path / "nothing-yet") == "nothing-yet"
+
+
 def _assert_grpc_status(address: str, name: str) -> None:
     import grpc
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc

@@ -52,7 +52,8 @@ def exported_name(base_path) -> str:
             doc = yaml.safe_load(meta.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue  # unreadable metadata: the next version, or the directory name, decides
-        name = (doc or {}).get("kerasflow_export", {}).get("model_name") if isinstance(doc, dict) else None
+        export = doc.get("kerasflow_export") if isinstance(doc, dict) else None
+        name = export.get("model_name") if isinstance(export, dict) else None
         if isinstance(name, str) and name:
             return name
     return base.name

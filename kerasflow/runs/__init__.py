@@ -4,5 +4,6 @@ from kerasflow.runs.rundir import (CHECKPOINTS_DIR, HISTORY_FILE, METRICS_FILE, 
                                    STATE_FILE, STATS_FILE, TARGETS_FILE, RunDir, default_dir, new_run_path,
                                    removed_if_left_empty, write_json)
 
-__all__ = ["RunDir", "default_dir", "new_run_path", "removed_if_left_empty", "write_json", "SPEC_FILE", "STATS_FILE", "TARGETS_FILE", "STATE_FILE",
-           "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "CHECKPOINTS_DIR", "PLOTS_DIR"]
+__all__ = ["RunDir", "default_dir", "new_run_path", "removed_if_left_empty", "write_json", "SPEC_FILE",
+           "STATS_FILE", "TARGETS_FILE", "STATE_FILE", "HISTORY_FILE", "METRICS_FILE", "MODEL_FILE", "CHECKPOINTS_DIR",
+           "PLOTS_DIR"]
