@@ -282,6 +282,30 @@ model:
     np.testing.assert_allclose(np.asarray(out[:1]), np.asarray(unpadded), atol=1e-5)
 
 
+def test_masking_with_variable_length_input(tmp_path):
+    """The masking guide's model on its own padded batch: token lists of
+    different lengths, `pad_sequences(padding="post")`, an input of shape
+    (None,) (`length: variable`): the same parameters and outputs as Keras,
+    and each row's output equals that of its unpadded tokens."""
+    ours = spec_model(tmp_path, "  features:\n    tokens: {type: sequence, length: variable, vocab_size: 5000, "
+                      "padding: post}\n  target: {name: state, type: numeric, shape: [32]}\n", """\
+model:
+  sequential:
+    - {layer: embedding, name: embedding, input_dim: 5000, output_dim: 16, mask_zero: true}
+    - {layer: lstm, name: lstm, units: 32}
+""", "mse")
+    assert tuple(ours.inputs[0].shape) == (None, None)
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = layers.Embedding(input_dim=5000, output_dim=16, mask_zero=True, name="embedding")(inputs)
+    theirs = keras.Model(inputs, layers.LSTM(32, name="lstm")(x))
+    raw = [[711, 632, 71], [73, 8, 3215, 55, 927], [83, 91, 1, 645, 1253, 927]]  # the guide's raw_inputs
+    padded = keras.utils.pad_sequences(raw, padding="post").astype("int32")
+    out = assert_same_model(ours, theirs, {"tokens": padded}, padded)[""]
+    for i, row in enumerate(raw):
+        alone = theirs(np.array([row], dtype="int32"), training=False)
+        np.testing.assert_allclose(np.asarray(out[i:i + 1]), np.asarray(alone), atol=1e-5)
+
+
 def test_timeseries_classification_from_scratch(tmp_path):
     """keras.io/examples/timeseries/timeseries_classification_from_scratch (FordA,
     25,858 params): three Conv1D/BatchNormalization/ReLU levels; Conv1D keeps

@@ -236,12 +236,22 @@ def _image(feature, raw: np.ndarray, path: str, table: Table, col: str) -> np.nd
 
 
 def _tokens(feature, raw: np.ndarray, path: str, col: str) -> np.ndarray:
-    if raw.dtype == object:  # variable-length token lists (keras imdb/reuters)
+    if raw.dtype == object:  # variable-length token lists (keras imdb/reuters, or "3 14 15" in a CSV column)
         import keras
 
-        tokens = keras.utils.pad_sequences(list(raw), maxlen=feature.length, padding=feature.padding,
+        if len(raw) and isinstance(raw[0], str):
+            try:
+                raw = np.array([[int(t) for t in v.split()] for v in raw] + [None], dtype=object)[:-1]
+            except ValueError as e:
+                raise SpecError(Problem(path=path, message=f"column `{col}` holds text that is not token ids",
+                                        expected="space-separated integers, e.g. \"3 14 15\"",
+                                        received=str(e).split(": ", 1)[-1])) from None
+
+        # Variable length: padded to the longest row here, cut to each batch's longest by the pipeline.
+        maxlen = None if feature.variable_length else feature.length
+        tokens = keras.utils.pad_sequences(list(raw), maxlen=maxlen, padding=feature.padding,
                                            truncating=feature.truncating)
-    elif raw.ndim != 2 or raw.shape[1] != feature.length:
+    elif raw.ndim != 2 or (raw.shape[1] != feature.length and not feature.variable_length):
         raise SpecError(Problem(path=path.split(".column")[0] + ".length", message=f"column `{col}` rows have "
                                 f"shape {list(raw.shape[1:])}", expected=f"[{feature.length}] tokens"))
     else:

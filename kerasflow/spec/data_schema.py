@@ -220,7 +220,10 @@ class SequenceFeature(SpecModel):
         1, description="timeseries: steps from the end of the input window to the end of the label window."
     )
     stride: Count = Field(1, description="timeseries: steps between consecutive windows.")
-    length: Count | None = Field(None, description="sequence: tokens per example.")
+    length: Count | Literal["variable"] | None = Field(
+        None, description="sequence: tokens per example; `variable` (or `null` written out) for token lists of "
+        "any length: each batch is padded with 0 to its longest row (on the `padding` side), the model input has "
+        "shape (None,), and an `embedding` with `mask_zero: true` masks the padding.")
     vocab_size: Count | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
     padding: Literal["pre", "post"] = Field(
         "pre", description="sequence: where variable-length token lists get zeros to reach `length` (Keras' "
@@ -231,13 +234,27 @@ class SequenceFeature(SpecModel):
     normalize: bool = Field(False, description="timeseries: normalize with statistics of the training part.")
     column: str | list[str] | None = Field(None, description="Source column(s); several columns make a multivariate series.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_length(cls, data):
+        # `length: null` written out reads as variable length (an omitted length stays an error).
+        if isinstance(data, dict) and data.get("type") == "sequence" and "length" in data and data["length"] is None:
+            return {**data, "length": "variable"}
+        return data
+
     @model_validator(mode="after")
     def _widths(self):
         if self.type == "timeseries" and self.input_width is None:
             raise ValueError("a timeseries feature needs `input_width` (window length), received none")
         if self.type == "sequence" and self.length is None:
-            raise ValueError("a sequence feature needs `length` (tokens per example), received none")
+            raise ValueError("a sequence feature needs `length` (tokens per example, or `length: variable` for "
+                             "token lists of any length), received none")
         return self
+
+    @property
+    def variable_length(self) -> bool:
+        """True for a token sequence of any length (padded per batch)."""
+        return self.type == "sequence" and self.length == "variable"
 
 
 Feature = Annotated[
