@@ -66,11 +66,21 @@ def resolve_columns(loaded: Loaded, data_spec) -> dict[tuple[str, str], list[str
     names = loaded.column_names()
     entries = [("features", n, f.column, f"data.features.{n}") for n, f in data_spec.features.items()]
     entries += [("target", t.name, t.column, target_path(data_spec, t)) for t in data_spec.targets()]
-    unresolved = {"features": [e for e in entries if e[0] == "features" and e[2] is None and e[1] not in names],
+    unresolved = {"features": [e for e in entries if e[0] == "features" and e[2] is None and e[1] not in names
+                               and getattr(data_spec.features[e[1]], "columns", None) is None],
                   "target": [e for e in entries if e[0] == "target" and e[2] is None and e[1] not in names]}
     defaults = {"features": loaded.default_feature, "target": loaded.default_target}
     out, problems = {}, []
+    ranges = {n: f.columns for n, f in data_spec.features.items() if getattr(f, "columns", None) is not None}
     for kind, name, column, path in entries:
+        if kind == "features" and name in ranges:
+            span = ranges[name]
+            if span.stop > len(names):
+                problems.append(Problem(path=f"{path}.columns.stop", message=f"the source has {len(names)} columns "
+                                        f"(positions 0..{len(names) - 1})", expected=f"stop <= {len(names)}",
+                                        received=str(span.stop)))
+            out[(kind, name)] = names[span.start:span.stop]
+            continue
         if column is not None:
             cols, where = (column if isinstance(column, list) else [column]), f"{path}.column"
         elif name in names:

@@ -96,7 +96,7 @@ def _batches(features: dict, targets: dict, data_spec, *, training: bool, seed: 
         tensors = (_tensors(features), _tensors(targets))
         ds = gathered_batches(tensors, n, batch_size, seed=seed if training else None, parallel=parallel)
     variable = {k: data_spec.features[k].padding for k in features
-                if k in data_spec.features and data_spec.features[k].variable_length}
+                if getattr(data_spec.features.get(k), "variable_length", False)}
     if variable:
         ds = ds.map(lambda f, t: ({**f, **{k: _trim_padding(f[k], side) for k, side in variable.items()}}, t),
                     **parallel)
