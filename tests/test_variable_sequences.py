@@ -67,6 +67,12 @@ def test_variable_length_tokens_train_export_and_predict(tmp_path):
     np.testing.assert_allclose(served[:, -1], np.asarray(keras_out).reshape(-1), atol=1e-5)
     np.testing.assert_allclose(unpadded, served, atol=1e-5)
 
+    # `kerasflow predict` on a file of token lists of different lengths, as in training.
+    (tmp_path / "new.csv").write_text("id,tokens\n1,3 7 7 1\n2,5\n3,\"[4, 9, 2]\"\n")
+    assert api.predict(result.run_dir, tmp_path / "new.csv", tmp_path / "out.csv") == 3
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert len(lines) == 4 and lines[0].startswith("id,")
+
 
 def test_token_text_that_is_not_ids_is_a_clear_error(tmp_path):
     from kerasflow.data.pipeline import prepare_data

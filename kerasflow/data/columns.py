@@ -201,7 +201,7 @@ def _feature(name: str, feature, table: Table, cols: list[str], files: bool) -> 
     if kind == "image":
         return raw if files else _image(feature, raw, path, table, col)
     if kind == "sequence":
-        return _tokens(feature, raw, path, col)
+        return token_ids(feature, raw, path, col)
     values = to_float(raw, path, table, col)
     if kind == "timeseries":
         return values.reshape(len(values), series_channels(feature)).astype(np.float32)
@@ -245,13 +245,16 @@ def _image(feature, raw: np.ndarray, path: str, table: Table, col: str) -> np.nd
     return values
 
 
-def _tokens(feature, raw: np.ndarray, path: str, col: str) -> np.ndarray:
+def token_ids(feature, raw: np.ndarray, path: str, col: str) -> np.ndarray:
+    """Token rows of a sequence feature as int32 (variable-length lists padded,
+    "3 14 15" text split), checked against `length` and `vocab_size`."""
     if raw.dtype == object:  # variable-length token lists (keras imdb/reuters, or "3 14 15" in a CSV column)
         import keras
 
-        if len(raw) and isinstance(raw[0], str):
+        if any(isinstance(v, str) for v in raw):
             try:
-                raw = np.array([[int(t) for t in v.split()] for v in raw] + [None], dtype=object)[:-1]
+                raw = np.array([[int(t) for t in v.split()] if isinstance(v, str) else v for v in raw] + [None],
+                               dtype=object)[:-1]
             except ValueError as e:
                 raise SpecError(Problem(path=path, message=f"column `{col}` holds text that is not token ids",
                                         expected="space-separated integers, e.g. \"3 14 15\"",
