@@ -44,10 +44,9 @@ def load_csv(data_spec, base_dir, seed) -> Loaded:
     source = data_spec.source
     files = _split_files(source, base_dir)
 
-    names = None if getattr(source, "header", True) else source.names  # text sources always have a header
-    if names is None and not getattr(source, "header", True):  # fields named by position: "0", "1", ...
-        names = [str(i) for i in range(_field_count(files["train"], source.delimiter))]
-    names = None if names is None else list(names)
+    names = None  # text sources always have a header; without `names`, fields are named by position "0", "1", ...
+    if not getattr(source, "header", True):
+        names = list(source.names or [str(i) for i in range(_field_count(files["train"], source.delimiter))])
     named = {} if names is None else {"header": None, "names": names}
     keys = {"train": "path", "validation": "validation_path", "test": "test_path"}
     for part, path in files.items():
