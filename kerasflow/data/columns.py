@@ -66,11 +66,21 @@ def resolve_columns(loaded: Loaded, data_spec) -> dict[tuple[str, str], list[str
     names = loaded.column_names()
     entries = [("features", n, f.column, f"data.features.{n}") for n, f in data_spec.features.items()]
     entries += [("target", t.name, t.column, target_path(data_spec, t)) for t in data_spec.targets()]
-    unresolved = {"features": [e for e in entries if e[0] == "features" and e[2] is None and e[1] not in names],
+    unresolved = {"features": [e for e in entries if e[0] == "features" and e[2] is None and e[1] not in names
+                               and getattr(data_spec.features[e[1]], "columns", None) is None],
                   "target": [e for e in entries if e[0] == "target" and e[2] is None and e[1] not in names]}
     defaults = {"features": loaded.default_feature, "target": loaded.default_target}
     out, problems = {}, []
+    ranges = {n: f.columns for n, f in data_spec.features.items() if getattr(f, "columns", None) is not None}
     for kind, name, column, path in entries:
+        if kind == "features" and name in ranges:
+            span = ranges[name]
+            if span.stop > len(names):
+                problems.append(Problem(path=f"{path}.columns.stop", message=f"the source has {len(names)} columns "
+                                        f"(positions 0..{len(names) - 1})", expected=f"stop <= {len(names)}",
+                                        received=str(span.stop)))
+            out[(kind, name)] = names[span.start:span.stop]
+            continue
         if column is not None:
             cols, where = (column if isinstance(column, list) else [column]), f"{path}.column"
         elif name in names:
@@ -191,7 +201,7 @@ def _feature(name: str, feature, table: Table, cols: list[str], files: bool) -> 
     if kind == "image":
         return raw if files else _image(feature, raw, path, table, col)
     if kind == "sequence":
-        return _tokens(feature, raw, path, col)
+        return token_ids(feature, raw, path, col)
     values = to_float(raw, path, table, col)
     if kind == "timeseries":
         return values.reshape(len(values), series_channels(feature)).astype(np.float32)
@@ -235,13 +245,26 @@ def _image(feature, raw: np.ndarray, path: str, table: Table, col: str) -> np.nd
     return values
 
 
-def _tokens(feature, raw: np.ndarray, path: str, col: str) -> np.ndarray:
-    if raw.dtype == object:  # variable-length token lists (keras imdb/reuters)
+def token_ids(feature, raw: np.ndarray, path: str, col: str) -> np.ndarray:
+    """Token rows of a sequence feature as int32 (variable-length lists padded,
+    "3 14 15" text split), checked against `length` and `vocab_size`."""
+    if raw.dtype == object:  # variable-length token lists (keras imdb/reuters, or "3 14 15" in a CSV column)
         import keras
 
-        tokens = keras.utils.pad_sequences(list(raw), maxlen=feature.length, padding=feature.padding,
+        if any(isinstance(v, str) for v in raw):
+            try:
+                raw = np.array([[int(t) for t in v.split()] if isinstance(v, str) else v for v in raw] + [None],
+                               dtype=object)[:-1]
+            except ValueError as e:
+                raise SpecError(Problem(path=path, message=f"column `{col}` holds text that is not token ids",
+                                        expected="space-separated integers, e.g. \"3 14 15\"",
+                                        received=str(e).split(": ", 1)[-1])) from None
+
+        # Variable length: padded to the longest row here, cut to each batch's longest by the pipeline.
+        maxlen = None if feature.variable_length else feature.length
+        tokens = keras.utils.pad_sequences(list(raw), maxlen=maxlen, padding=feature.padding,
                                            truncating=feature.truncating)
-    elif raw.ndim != 2 or raw.shape[1] != feature.length:
+    elif raw.ndim != 2 or (raw.shape[1] != feature.length and not feature.variable_length):
         raise SpecError(Problem(path=path.split(".column")[0] + ".length", message=f"column `{col}` rows have "
                                 f"shape {list(raw.shape[1:])}", expected=f"[{feature.length}] tokens"))
     else:

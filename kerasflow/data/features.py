@@ -51,7 +51,7 @@ def raw_input_spec(feature) -> tuple[tuple, str]:
         return (*hw, feature.channels), "float32"
     if kind == "timeseries":
         return (feature.input_width, series_channels(feature)), "float32"
-    return (feature.length,), "int32"  # sequence of token ids
+    return (None if feature.variable_length else feature.length,), "int32"  # sequence of token ids
 
 
 def raw_input_specs(data_spec, feature_names=None) -> dict[str, tuple[tuple, str]]:

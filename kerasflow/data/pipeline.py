@@ -95,6 +95,11 @@ def _batches(features: dict, targets: dict, data_spec, *, training: bool, seed: 
         # many batches at a time: no per-example work at all.
         tensors = (_tensors(features), _tensors(targets))
         ds = gathered_batches(tensors, n, batch_size, seed=seed if training else None, parallel=parallel)
+    variable = {k: data_spec.features[k].padding for k in features
+                if getattr(data_spec.features.get(k), "variable_length", False)}
+    if variable:
+        ds = ds.map(lambda f, t: ({**f, **{k: _trim_padding(f[k], side) for k, side in variable.items()}}, t),
+                    **parallel)
     if training:
         ds = _augment(ds, data_spec, seed, parallel)
     options = tf.data.Options()
@@ -132,6 +137,22 @@ def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = Non
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     ds = epochs.flat_map(lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0]))))
     return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
+
+
+def _trim_padding(tokens, side: str):
+    """A batch of token rows padded to the longest row of the whole split, cut
+    to the longest row of this batch (columns that are padding in every row)."""
+    import tensorflow as tf
+
+    used = tf.reduce_any(tf.not_equal(tokens, 0), axis=0)
+    width = tf.shape(tokens)[1]
+    if side == "post":  # keep up to the last column any row uses
+        keep = width - tf.argmax(tf.reverse(tf.cast(used, tf.int32), [0]), output_type=tf.int32)
+        keep = tf.where(tf.reduce_any(used), keep, 1)
+        return tokens[:, :keep]
+    first = tf.argmax(tf.cast(used, tf.int32), output_type=tf.int32)
+    first = tf.where(tf.reduce_any(used), first, width - 1)
+    return tokens[:, first:]
 
 
 def _tensors(arrays: dict) -> dict:

@@ -147,7 +147,7 @@ def plain_input(name: str, feature):
         channels = len(feature.column) if isinstance(feature.column, list) else 1
         shape, dtype = (feature.input_width, channels), "float32"
     elif kind == "sequence":
-        shape, dtype = (feature.length,), "int32"
+        shape, dtype = (None if feature.variable_length else feature.length,), "int32"
     elif kind == "category":
         shape, dtype = (1,), "string" if feature.dtype == "string" else "int64"
     else:  # text

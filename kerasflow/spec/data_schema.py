@@ -41,7 +41,8 @@ class CsvSource(_Source):
     delimiter: str = Field(",", min_length=1, max_length=1, description="Field separator (one character; "
                            "\"\\t\" for TSV).")
     header: bool = Field(True, description="The first line names the columns; false: every line is data and "
-                         "`names` names the columns (e.g. the UCR archive's TSV files).")
+                         "`names` names the columns, or without `names` the fields are named by position "
+                         "\"0\", \"1\", ... (e.g. the UCR archive's TSV files).")
     names: list[str] | None = Field(None, min_length=1, description="Column names of a file without a header line, "
                                     "one per field, in order.")
     stream: bool = Field(
@@ -51,8 +52,6 @@ class CsvSource(_Source):
 
     @model_validator(mode="after")
     def _names_without_header(self):
-        if not self.header and self.names is None:
-            raise ValueError("a file without a header line needs `names` (one per field), received none")
         if self.header and self.names is not None:
             raise ValueError("`names` names the fields of a file without a header line: set `header: false`, "
                              "or remove `names` to use the file's header")
@@ -143,6 +142,19 @@ Source = Annotated[
 ]
 
 
+class ColumnRange(SpecModel):
+    """Source columns by position in the file's order, `start` included, `stop` excluded (as Python's `range`)."""
+
+    start: int = Field(ge=0, description="Position of the first column (0 is the file's first column).")
+    stop: int = Field(ge=1, description="Position after the last column (`start: 1, stop: 501`: 500 columns).")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.stop <= self.start:
+            raise ValueError(f"`stop` ({self.stop}) must be greater than `start` ({self.start})")
+        return self
+
+
 class NumericFeature(SpecModel):
     """A numeric feature (scalar or fixed-shape array)."""
 
@@ -153,6 +165,15 @@ class NumericFeature(SpecModel):
     column: str | list[str] | None = Field(
         None, description="Source column, or several scalar columns stacked into one vector; defaults to the feature name."
     )
+    columns: ColumnRange | None = Field(
+        None, description="Many scalar columns by position, stacked into one vector (e.g. a series stored as one "
+        "column per step: `{start: 1, stop: 501}`); instead of `column`.")
+
+    @model_validator(mode="after")
+    def _one_column_choice(self):
+        if self.columns is not None and self.column is not None:
+            raise ValueError("`column` and `columns` both choose the source columns: keep one")
+        return self
 
 
 class CategoryFeature(SpecModel):
@@ -220,7 +241,10 @@ class SequenceFeature(SpecModel):
         1, description="timeseries: steps from the end of the input window to the end of the label window."
     )
     stride: Count = Field(1, description="timeseries: steps between consecutive windows.")
-    length: Count | None = Field(None, description="sequence: tokens per example.")
+    length: Count | Literal["variable"] | None = Field(
+        None, description="sequence: tokens per example; `variable` (or `null` written out) for token lists of "
+        "any length: each batch is padded with 0 to its longest row (on the `padding` side), the model input has "
+        "shape (None,), and an `embedding` with `mask_zero: true` masks the padding.")
     vocab_size: Count | None = Field(None, description="sequence: token ids are 0..vocab_size-1.")
     padding: Literal["pre", "post"] = Field(
         "pre", description="sequence: where variable-length token lists get zeros to reach `length` (Keras' "
@@ -231,13 +255,27 @@ class SequenceFeature(SpecModel):
     normalize: bool = Field(False, description="timeseries: normalize with statistics of the training part.")
     column: str | list[str] | None = Field(None, description="Source column(s); several columns make a multivariate series.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_length(cls, data):
+        # `length: null` written out reads as variable length (an omitted length stays an error).
+        if isinstance(data, dict) and data.get("type") == "sequence" and "length" in data and data["length"] is None:
+            return {**data, "length": "variable"}
+        return data
+
     @model_validator(mode="after")
     def _widths(self):
         if self.type == "timeseries" and self.input_width is None:
             raise ValueError("a timeseries feature needs `input_width` (window length), received none")
         if self.type == "sequence" and self.length is None:
-            raise ValueError("a sequence feature needs `length` (tokens per example), received none")
+            raise ValueError("a sequence feature needs `length` (tokens per example, or `length: variable` for "
+                             "token lists of any length), received none")
         return self
+
+    @property
+    def variable_length(self) -> bool:
+        """True for a token sequence of any length (padded per batch)."""
+        return self.type == "sequence" and self.length == "variable"
 
 
 Feature = Annotated[

@@ -122,6 +122,8 @@ def render_reference() -> str:
     for cls in typing.get_args(typing.get_args(d.Feature)[0]):
         kinds = ", ".join(f"`{a}`" for a in cls.model_fields["type"].annotation.__args__)
         out += _section(f"feature type {kinds}", cls, 3, ("type",))
+        if "columns" in cls.model_fields:
+            out += _section(f"`columns` ({kinds})", d.ColumnRange, 4)
     out += _section("`data.target`", d.Target, 3)
     out += _section("`data.split`", d.Split, 3)
     out += _section("`model`", ModelSpec)

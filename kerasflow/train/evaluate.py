@@ -235,6 +235,11 @@ def _feature_values(frame, name: str, feature, rows) -> tuple[np.ndarray, list[s
     shape, dtype = raw_input_spec(feature)
     cols = _feature_columns(frame, name, feature)
     col = ", ".join(map(str, cols))
+    if getattr(feature, "variable_length", False):  # token lists of any length ("3 14 15" or JSON lists)
+        from kerasflow.data.columns import token_ids
+
+        cells = [json.loads(c) if isinstance(c, str) and c.lstrip().startswith("[") else c for c in frame[cols[0]]]
+        return token_ids(feature, np.array(cells + [None], dtype=object)[:-1], "--input", cols[0]), cols
     values = frame[cols].to_numpy() if len(cols) > 1 else _cells(frame[cols[0]], cols[0], shape, rows)
     if feature.type == "image" and values.dtype.kind in "OUS" and values.ndim == 1:
         values = _decode_images(values, feature)

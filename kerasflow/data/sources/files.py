@@ -23,7 +23,8 @@ def _split_files(source, base_dir) -> dict[str, Path]:
 def _frame_parts(files: dict[str, Path], read, header, data_spec, first_line: int | None) -> Loaded:
     """Read each split file, keeping only wanted columns (all names are kept for suggestions)."""
     available = header(files["train"])
-    usecols = [c for c in available if c in wanted_columns(data_spec)]
+    wanted = wanted_columns(data_spec, list(available))
+    usecols = [c for c in available if c in wanted]
     tables = {}
     keys = {"train": "path", "validation": "validation_path", "test": "test_path"}
     for part, path in files.items():
@@ -43,7 +44,9 @@ def load_csv(data_spec, base_dir, seed) -> Loaded:
     source = data_spec.source
     files = _split_files(source, base_dir)
 
-    names = None if getattr(source, "header", True) else list(source.names)  # text sources always have a header
+    names = None  # text sources always have a header; without `names`, fields are named by position "0", "1", ...
+    if not getattr(source, "header", True):
+        names = list(source.names or [str(i) for i in range(_field_count(files["train"], source.delimiter))])
     named = {} if names is None else {"header": None, "names": names}
     keys = {"train": "path", "validation": "validation_path", "test": "test_path"}
     for part, path in files.items():
@@ -59,6 +62,13 @@ def load_csv(data_spec, base_dir, seed) -> Loaded:
         return _read_csv(pd, path, source.delimiter, usecols=usecols, key=key, **named)
 
     return _frame_parts(files, read, header, data_spec, first_line=2 if names is None else 1)
+
+
+def _field_count(path: Path, delimiter: str) -> int:
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        return len(next(csv.reader(fh, delimiter=delimiter), []))
 
 
 def _check_names(path: Path, delimiter: str, names: list[str], key: str) -> None:
@@ -216,7 +226,7 @@ def _record_keys(paths: list[str], compression: str, data_spec) -> tuple[dict, l
         raise SpecError(Problem(path="data.source.path", message=f"records are not tf.train.Example: {exc}")) from None
     available = sorted(example.features.feature)
     keys = {}
-    for name in wanted_columns(data_spec) & set(available):
+    for name in wanted_columns(data_spec, list(available)) & set(available):
         feature = example.features.feature[name]
         kind = feature.WhichOneof("kind")
         values = getattr(feature, kind).value

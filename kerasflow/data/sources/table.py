@@ -82,13 +82,17 @@ def require_file(value: str, key: str, base_dir, *, directory: bool = False) -> 
     return path
 
 
-def wanted_columns(data_spec) -> set[str]:
-    """Column names the spec reads (features, targets, split column)."""
+def wanted_columns(data_spec, available: list[str] = ()) -> set[str]:
+    """Column names the spec reads (features, targets, split column), positional
+    `columns` ranges taken from `available` (the source's columns in order)."""
     names: set[str] = set()
-    entries = [(n, f.column) for n, f in data_spec.features.items()]
+    entries = [(n, f.column) for n, f in data_spec.features.items() if getattr(f, "columns", None) is None]
     entries += [(t.name, t.column) for t in data_spec.targets()]
     for name, column in entries:
         names.update(column if isinstance(column, list) else [column or name])
+    for feature in data_spec.features.values():
+        if getattr(feature, "columns", None) is not None:
+            names.update(available[feature.columns.start:feature.columns.stop])
     for extra in (data_spec.split.column, getattr(data_spec.source, "column", None)):
         if extra:
             names.add(extra)
