@@ -73,6 +73,23 @@ def test_spec_reference_is_current():
         "docs/spec-reference.md is stale: run `kerasflow schema --reference --out docs/spec-reference.md`")
 
 
+def test_every_key_of_every_schema_type_is_described_in_the_reference():
+    """Nested types too (regularizers, schedules, callbacks' options, augmentation,
+    the tuning objective): each has a section and each of its keys a description."""
+    from kerasflow.spec.reference import documented_models, nested_models, render_reference
+
+    documented = documented_models()
+    undescribed = [f"{m.__name__}.{name}" for m in documented for name, field in m.model_fields.items()
+                   if name not in ("type", "layer", "block", "tune") and not (field.description or "").strip()]
+    assert not undescribed, f"fields without a description: {undescribed}"
+    named = {n for m in documented for f in m.model_fields.values() for n in nested_models(f.annotation)}
+    undocumented = [m.__name__ for m in named - set(documented) if not m.__name__.startswith(("Tune", "ChoiceOf"))]
+    assert not undocumented, f"types with no reference section: {undocumented}"
+    reference = render_reference()
+    for section in ("`Regularizer`", "`CosineSchedule`", "`EarlyStopping`", "`Augmentation`", "`Objective`"):
+        assert f"### {section}" in reference, section
+
+
 def test_the_reference_says_which_verbs_run_multi_worker():
     """`kerasflow run` trains multi_worker specs too (tests/test_multi_worker.py); the reference must say so."""
     from kerasflow.spec.training_schema import TrainingSpec

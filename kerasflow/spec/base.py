@@ -126,7 +126,7 @@ class TuneInt(_TuneRange):
     min: int = Field(description="Smallest value (inclusive).")
     max: int = Field(description="Largest value (inclusive).")
     step: int | None = Field(None, description="Spacing between values.")
-    default: int | None = None
+    default: int | None = Field(None, description="The value tried first (default: min).")
 
 
 class TuneFloat(_TuneRange):
@@ -136,7 +136,7 @@ class TuneFloat(_TuneRange):
     min: float = Field(description="Smallest value (inclusive).")
     max: float = Field(description="Largest value (inclusive).")
     step: float | None = Field(None, description="Spacing between values.")
-    default: float | None = None
+    default: float | None = Field(None, description="The value tried first (default: min).")
 
     @model_validator(mode="after")
     def _finite(self):
@@ -153,7 +153,7 @@ class TuneChoice(SpecModel):
 
     tune: Literal["choice"]
     values: list[Any] = Field(min_length=1, description="The candidate values (non-empty).")
-    default: Any = None
+    default: Any = Field(None, description="The value tried first (default: the first).")
 
     @model_validator(mode="after")
     def _check_values(self):
@@ -171,7 +171,7 @@ class TuneBool(SpecModel):
     """A boolean hyperparameter (KerasTuner `hp.Boolean`)."""
 
     tune: Literal["bool"]
-    default: bool | None = None
+    default: bool | None = Field(None, description="The value tried first (default: false).")
 
 
 TuneMarker = Annotated[Union[TuneInt, TuneFloat, TuneChoice, TuneBool], Field(discriminator="tune")]

@@ -29,6 +29,7 @@ cost time but may be deliberate while experimenting.
 
 
 _MARKER = "tune marker"
+_DOCUMENTED: list[type[BaseModel]] = []  # the classes render_reference gave a section, in order
 
 
 def _bounds(metadata: Any) -> str:
@@ -100,16 +101,37 @@ def _model_table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str
     return rows
 
 
+def nested_models(annotation: Any) -> list[type[BaseModel]]:
+    """The schema classes an annotation names, through unions, lists, maps and Annotated."""
+    found, todo = [], [annotation]
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            found.append(tp)
+        else:
+            todo.extend(typing.get_args(tp))
+    return found
+
+
 def _section(title: str, model: type[BaseModel], level: int = 2, skip: tuple[str, ...] = ()) -> list[str]:
-    doc = (model.__doc__ or "").strip().splitlines()
+    _DOCUMENTED.append(model)
+    summary = (model.__doc__ or "").strip().split("\n\n")[0]  # the first paragraph
     lines = [f"{'#' * level} {title}", ""]
-    if doc:
-        lines += [doc[0], ""]
+    if summary:
+        lines += [" ".join(line.strip() for line in summary.splitlines()), ""]
     return lines + _model_table(model, skip) + [""]
+
+
+def documented_models() -> list[type[BaseModel]]:
+    """Every schema class the reference documents (rendering it once)."""
+    render_reference()
+    return list(_DOCUMENTED)
 
 
 def render_reference() -> str:
     from kerasflow.spec import data_schema as d, sections as s, training_schema as t
+
+    _DOCUMENTED.clear()
     from kerasflow.spec.base import TuneBool, TuneFloat, TuneInt
     from kerasflow.spec.model_schema import ModelSpec
     from kerasflow.spec.schema import Spec
@@ -134,6 +156,7 @@ def render_reference() -> str:
             entry = table[name]
             out += [f"#### {kind} `{name}`", "", entry.doc, ""]
             out += _model_table(entry.params, ("layer", "block")) + [""]
+            _DOCUMENTED.append(entry.params)
     out += _section("`training`", t.TrainingSpec)
     out += _section("`training.stages[]`", t.Stage, 3)
     out += _section("`optimizer`", t.Optimizer, 3)
@@ -155,4 +178,30 @@ def render_reference() -> str:
             "        - {block: residual, input: pixels, layers: [{layer: dense, units: 64}]}",
             "```", ""]
     out += _model_table(NodeChoice, ("tune",)) + [""]
+    _DOCUMENTED.append(NodeChoice)
+    out += _nested_sections()
     return "\n".join(out).rstrip() + "\n"
+
+
+def _nested_sections() -> list[str]:
+    """A section for every schema class named inside a documented one
+    (regularizers, schedules, callbacks' options, augmentation, ...)."""
+    out = ["## Nested types", "", "Values named by type in the tables above.", ""]
+    seen = set(_DOCUMENTED)
+    todo = list(_DOCUMENTED)
+    while todo:
+        model = todo.pop(0)
+        for field in model.model_fields.values():
+            for nested in nested_models(field.annotation):
+                if nested in seen or issubclass(nested, TuneChoice) or nested.__name__.startswith("Tune"):
+                    continue
+                seen.add(nested)
+                todo.append(nested)
+                out += _section(f"`{nested.__name__}`", nested, 3, ("type",) if _fixed_type(nested) else ())
+    return out
+
+
+def _fixed_type(model: type[BaseModel]) -> bool:
+    """A member of a union told apart by a `type` literal: its section says it."""
+    field = model.model_fields.get("type")
+    return field is not None and typing.get_origin(field.annotation) is typing.Literal

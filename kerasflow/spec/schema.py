@@ -27,16 +27,16 @@ class Spec(SpecModel):
 
     kerasflow: Literal[1] = Field(description="Spec format version.")
     name: SafeName = Field(description="Experiment name (runs/<name>/...).")
-    description: str = ""
+    description: str = Field("", description="Free text about the experiment (logged to MLflow).")
     seed: Seed = Field(42, description="Seed for splits, shuffling, initializers and tuners.")
     vars: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} interpolation.")
-    data: DataSpec
+    data: DataSpec = Field(description="Where the data comes from, its features, target(s) and split.")
     model: ModelSpec = Field(default_factory=lambda: ModelSpec(auto=AutoSpec()),
                              description="The architecture (default: `auto`, chosen from the feature types).")
-    training: TrainingSpec
-    tuning: TuningSpec | None = None
-    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
-    export: ExportSpec = Field(default_factory=ExportSpec)
+    training: TrainingSpec = Field(description="Loss, metrics and the training stages.")
+    tuning: TuningSpec | None = Field(None, description="KerasTuner search over the spec's `tune:` markers.")
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec, description="MLflow tracking (on by default).")
+    export: ExportSpec = Field(default_factory=ExportSpec, description="SavedModel export for TF Serving.")
     stages: list[Literal[PIPELINE_STAGES]] | None = Field(None, description="Pipeline stages run by `kerasflow run`.")
 
     @model_validator(mode="after")
