@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from kerasflow.track.recorder import default_uri
+from kerasflow.track.recorder import default_uri, undecided_registration
 from kerasflow.track.tags import default_tags
 from kerasflow.track.transport import TrackingWarning
 from kerasflow.track.ui import launch_ui
@@ -320,10 +320,7 @@ class RunTracker:
         The decision and its reason are tags on the version (`kerasflow.alias_decision`,
         `kerasflow.alias_reason`) and on the run. Returns the decision as a dict.
         """
-        if mode not in ("max", "min"):
-            raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
-        decision = {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
-                    "mode": mode, "value": value, "previous_version": None, "previous_value": None}
+        decision = undecided_registration(name, alias=alias, objective=objective, mode=mode, value=value)
         if not self._live or not model_uri:
             return {**decision, "reason": "tracking disabled or model not logged"}
         return self._call("register", model_uri, name, alias=alias, objective=objective, mode=mode, value=value)

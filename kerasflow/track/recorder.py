@@ -52,6 +52,14 @@ def _context_tags() -> dict[str, str]:
     return context_tags()  # MLflow's context providers run git and friends: once per worker
 
 
+
+def undecided_registration(name: str, *, alias: str, objective: str, mode: str, value: float | None) -> dict[str, Any]:
+    """The decision `register` returns before (or without) registering: nothing moved."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
+    return {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
+            "mode": mode, "value": value, "previous_version": None, "previous_value": None}
+
 class Recorder:
     """One MLflow run, as `RunTracker` describes it; runs in the tracking worker.
 
@@ -323,11 +331,7 @@ class Recorder:
         """
         from kerasflow.track.registry import register_version
 
-        if mode not in ("max", "min"):
-            raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
-        decision: dict[str, Any] = {"name": name, "version": None, "alias": alias, "moved": False,
-                                    "objective": objective, "mode": mode, "value": value,
-                                    "previous_version": None, "previous_value": None}
+        decision = undecided_registration(name, alias=alias, objective=objective, mode=mode, value=value)
         if not self._live or not model_uri:
             return {**decision, "reason": "tracking disabled or model not logged"}
 

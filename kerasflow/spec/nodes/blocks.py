@@ -32,6 +32,17 @@ class Block(BlockNode):
 Sizes = Tunable[Annotated[list[Tunable[Width]], Field(min_length=1)]]
 
 
+
+def _use_bias() -> Any:
+    """The `use_bias` field of the blocks that can batch-normalize (one text for all)."""
+    return Field(True, description="Each layer has a bias (Keras' default, also with batch_norm). Keras examples "
+                 "often pass false before batch normalization, whose beta makes the bias redundant.")
+
+
+def _batch_norm_momentum() -> Any:
+    return Field(0.99, description="Momentum of the moving statistics (Keras' default; 0.9 settles faster on "
+                 "small datasets with few steps).")
+
 @register_block("mlp", _MODEL + "stacks:build_mlp")
 class MLP(Block):
     """Dense layers, each optionally followed by batch normalization and dropout."""
@@ -40,12 +51,8 @@ class MLP(Block):
     activation: Tunable[Activation] = Field("relu", description="Activation of every layer.")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after every layer (0: none).")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize before each activation.")
-    use_bias: Tunable[bool] = Field(
-        True, description="Each layer has a bias (Keras' default, also with batch_norm). Keras examples often pass "
-        "false before batch normalization, whose beta makes the bias redundant.")
-    batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
-        0.99, description="Momentum of the moving statistics (Keras' default; 0.9 settles faster on small "
-        "datasets with few steps).")
+    use_bias: Tunable[bool] = _use_bias()
+    batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = _batch_norm_momentum()
     kernel_regularizer: Choosable(Regularizer, "Regularizer") | None = Field(None, description="Penalty on every kernel, e.g. {l2: 1e-4}.")
 
 
@@ -63,12 +70,8 @@ class ConvStack(Block):
     pool_padding: Padding = Field("valid", description="Padding of the pooling (Keras' default; `same` keeps odd sizes' "
                                   "last row and column).")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize before each activation.")
-    use_bias: Tunable[bool] = Field(
-        True, description="Each layer has a bias (Keras' default, also with batch_norm). Keras examples often pass "
-        "false before batch normalization, whose beta makes the bias redundant.")
-    batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = Field(
-        0.99, description="Momentum of the moving statistics (Keras' default; 0.9 settles faster on small "
-        "datasets with few steps).")
+    use_bias: Tunable[bool] = _use_bias()
+    batch_norm_momentum: Tunable[confloat(gt=0, lt=1)] = _batch_norm_momentum()
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after each level (0: none).")
 
 
