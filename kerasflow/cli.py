@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 import click
@@ -16,8 +15,8 @@ from kerasflow.api import TEMPLATES
 from kerasflow.failures import EXIT_BUG, EXIT_SPEC_ERROR  # noqa: F401  (exit codes: public)
 from kerasflow.failures import reports_errors as _reports_errors
 from kerasflow.spec.errors import SpecError
+from kerasflow.spec.names import SAFE_NAME_RULE, is_safe_name
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 PORT = click.IntRange(0, 65535)  # 0: any free port
 
 
@@ -29,9 +28,8 @@ def _finite_seconds(ctx, param, value):
 
 def _safe_name(ctx, param, value):
     """A value that becomes a file or URL path component: one plain name."""
-    if value is not None and (not _SAFE_NAME.fullmatch(value) or value.strip(".") == ""):
-        raise click.BadParameter(f"expected a plain name (letters, digits, `.`, `_`, `-`; no `/` or `..`), "
-                                 f"received {value!r}")
+    if value is not None and not is_safe_name(value):
+        raise click.BadParameter(f"expected a plain name ({SAFE_NAME_RULE}; no `/` or `..`), received {value!r}")
     return value
 
 
@@ -297,7 +295,7 @@ def serve(base_path, model_name, rest_port, grpc_port, host, poll_seconds, tfser
     from kerasflow.serve.tfserving import binds_all_interfaces
 
     name = model_name or exported_name(base_path)
-    if not _SAFE_NAME.fullmatch(name):
+    if not is_safe_name(name):
         raise click.UsageError(f"the model name {name!r} (from the export's metadata, else the base path's "
                                "directory name) is not a plain model name; give one with --model-name")
     if not binds_all_interfaces(host):

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from kerasflow.spec.errors import did_you_mean
+from kerasflow.spec.names import SAFE_NAME_RULE, is_safe_name
 
 
 class SpecModel(BaseModel):
@@ -72,14 +73,12 @@ NonNegativeFactor = Annotated[float, Field(ge=0, le=MAX_FACTOR)]
 Scale = Annotated[float, Field(ge=-MAX_FACTOR, le=MAX_FACTOR)]
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _UNSAFE_LABEL = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 def _safe_name(value: str) -> str:
-    if not _SAFE_NAME.fullmatch(value):
-        raise ValueError("expected a name usable as one path component: letters, digits, `_`, `.` and `-`, "
-                         f"starting with a letter or digit, at most 100 characters; received {value!r}")
+    if not is_safe_name(value):
+        raise ValueError(f"expected a name usable as one path component: {SAFE_NAME_RULE}; received {value!r}")
     return value
 
 
