@@ -26,13 +26,13 @@ import asyncio
 import json
 import logging
 import re
-import threading
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from urllib.parse import unquote
 
 from google.protobuf import json_format
 
 from kerasflow.serve import rest_json
+from kerasflow.serve.loop import LoopThread
 from kerasflow.serve.servables import ModelRepository, ServingError
 
 log = logging.getLogger("kerasflow.serve")
@@ -68,32 +68,15 @@ class RestServer:
         self.body_timeout = body_timeout
         self.keepalive_timeout = keepalive_timeout
         self._executor = executor
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = LoopThread("kerasflow-rest")
         self._runner = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> int:
         """Bind and serve; returns the bound port (raises OSError when the port is taken)."""
-        bound: Future = Future()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(bound,), name="kerasflow-rest", daemon=True)
-        self._thread.start()
-        self.port = bound.result()
+        self.port = self._loop.start(self._bind)
         return self.port
 
-    def _run(self, bound: Future) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._bind())
-        except BaseException as err:  # noqa: BLE001 - handed to start() in the caller's thread
-            bound.set_exception(err)
-            self._loop.close()
-            return
-        bound.set_result(self._runner.addresses[0][1])
-        self._loop.run_forever()
-        self._loop.close()
-
-    async def _bind(self) -> None:
+    async def _bind(self) -> int:
         from aiohttp import web
 
         app = web.Application(client_max_size=self.max_body_bytes)
@@ -109,15 +92,10 @@ class RestServer:
         except BaseException:
             await self._runner.cleanup()
             raise
+        return self._runner.addresses[0][1]
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._thread = None
+        self._loop.stop(lambda: self._runner.cleanup())
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -139,7 +117,9 @@ class RestServer:
                 if (request.content_length or 0) > self.max_body_bytes:
                     return self._too_large(request.content_length)
                 try:
-                    body = await asyncio.wait_for(request.read(), self.body_timeout)
+                    # a body that already arrived (most) needs no timer: wait_for costs a task per request
+                    body = await (request.read() if request.content.is_eof() else
+                                  asyncio.wait_for(request.read(), self.body_timeout))
                 except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
                     return self._too_large(None)
                 except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
@@ -194,15 +174,15 @@ class RestServer:
                 future = servable.submit(name, inputs, self._executor)
                 return future, lambda outputs: rest_json.response_body(outputs, row_format)
             call = inference.Call.from_json(servable, verb, doc)
-            return call.submit(self._executor), call.json_result
+            return call.submit(self._executor), lambda outputs: _json(call.json_result(outputs))
 
         # converting megabytes of JSON would stall every connection: big requests convert off the loop
         loop, big = asyncio.get_running_loop(), len(body) > _INLINE_BODY_BYTES
         future, render = await loop.run_in_executor(self._executor, prepare) if big else prepare()
-        outputs = await asyncio.wrap_future(future)
+        outputs = await self._loop.inbox.wait(future)
         if big:
-            return await loop.run_in_executor(self._executor, lambda: _json(render(outputs)))
-        return _json(render(outputs))
+            return await loop.run_in_executor(self._executor, render, outputs)
+        return render(outputs)
 
     def _too_large(self, length: int | None):
         size = f" of {length} bytes" if length is not None else ""

@@ -39,72 +39,60 @@ class ServingError(Exception):
 class Servable:
     """One loaded version: its signatures (protos, for metadata) and callables.
 
+    The version is loaded as TF Serving loads it: the SavedModel's graph in a
+    `Session` (restored variables, the init op run for lookup tables), each
+    signature a callable of its feed/fetch tensor names. That is the same graph
+    `tf.saved_model.load` runs, without the eager function-call layer in
+    Python on every request (measured in docs/serving.md).
     Requests go through `scheduler` (a `BatchScheduler`) when batching is on,
     so concurrent calls of one signature share a single run.
     """
 
     def __init__(self, version: int, path: Path, scheduler=None):
         import tensorflow as tf
-        from tensorflow.core.protobuf import saved_model_pb2
+        from tensorflow.python.util import deprecation
 
         self.version = version
         self.path = path
-        proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-        self.signature_defs = proto.meta_graphs[0].signature_def
-        self._loaded = tf.saved_model.load(str(path))
-        self._fns = {k: self._loaded.signatures[k] for k in self.signature_defs if k != _INIT_OP}
-        self._dtypes = {k: {name: tf.as_dtype(info.dtype) for name, info in sig.inputs.items()}
-                        for k, sig in self.signature_defs.items() if k in self._fns}
-        self._numpy_dtypes = {k: {name: np.dtype(dtype.as_numpy_dtype) for name, dtype in dtypes.items()}
-                              for k, dtypes in self._dtypes.items()}
+        graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=graph)
+        # the graph loader is the TF1 API (what tensorflow_model_server uses): silence its deprecation note
+        with graph.as_default(), deprecation.silence():
+            meta_graph = tf.compat.v1.saved_model.loader.load(self._session, [tf.saved_model.SERVING], str(path))
+        self.signature_defs = meta_graph.signature_def
+        self._signatures = {k: _Signature(self._session, sig) for k, sig in self.signature_defs.items()
+                            if k != _INIT_OP}
         self._scheduler = scheduler
 
+    def _signature(self, name: str | None) -> _Signature:
+        signature = self._signatures.get(name or DEFAULT_SIGNATURE)
+        if signature is None:
+            raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name or DEFAULT_SIGNATURE}" '
+                                                   "not found in signature def")
+        return signature
+
     def signature_def(self, name: str | None):
-        name = name or DEFAULT_SIGNATURE
-        if name not in self._fns:
-            raise ServingError("INVALID_ARGUMENT", f'Serving signature name: "{name}" not found in signature def')
-        return self.signature_defs[name]
+        self._signature(name)  # unknown names fail with TF Serving's message
+        return self.signature_defs[name or DEFAULT_SIGNATURE]
 
     def numpy_dtypes(self, signature_name: str | None) -> dict[str, np.dtype]:
         """Input name -> numpy dtype (object for DT_STRING) of a signature."""
-        self.signature_def(signature_name)  # unknown names fail with TF Serving's message
-        return self._numpy_dtypes[signature_name or DEFAULT_SIGNATURE]
+        return self._signature(signature_name).dtypes
 
     def check_inputs(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """TF Serving's input checks: names, shapes and dtypes against the signature."""
-        import tensorflow as tf
-
-        infos = self.signature_def(signature_name).inputs
-        extra = sorted(set(inputs) - set(infos))
-        if extra:
-            raise ServingError("INVALID_ARGUMENT", f"input tensor alias not found in signature: {extra[0]}. "
-                                                   f"Inputs expected to be in the set {{{','.join(sorted(infos))}}}.")
-        missing = sorted(set(infos) - set(inputs))
-        if missing:
-            raise ServingError("INVALID_ARGUMENT", f"input size does not match signature: {len(inputs)}!={len(infos)} "
-                                                   f"Missing but required: {{{','.join(missing)}}}.")
-        for key, info in infos.items():
-            dtype = tf.as_dtype(info.dtype)
-            array = inputs[key]
-            _check_shape(key, array, info.tensor_shape)
-            if array.dtype != dtype.as_numpy_dtype and not (dtype == tf.string and array.dtype.kind in "OSU"):
-                raise ServingError("INVALID_ARGUMENT", f"input '{key}' expects {dtype.name} "
-                                                       f"but {array.dtype} is provided")
-        return dict(inputs)
+        return self._signature(signature_name).check(inputs)
 
     def run(self, signature_name: str | None, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call a signature on checked numpy inputs (no batching)."""
         import tensorflow as tf
 
-        name = signature_name or DEFAULT_SIGNATURE
-        dtypes = self._dtypes[name]
         try:
-            outputs = self._fns[name](**{k: tf.constant(v, dtype=dtypes[k]) for k, v in inputs.items()})
+            return self._signature(signature_name)(inputs)
         except tf.errors.InvalidArgumentError as err:
             raise ServingError("INVALID_ARGUMENT", err.message) from err
         except tf.errors.OpError as err:
             raise ServingError("INTERNAL", err.message) from err
-        return {k: v.numpy() for k, v in outputs.items()}
 
     def submit(self, signature_name: str | None, inputs: Mapping[str, np.ndarray], executor) -> Future:
         """Check `inputs` now, run the signature later: batched, or on `executor`; a Future of the outputs."""
@@ -138,6 +126,48 @@ class Servable:
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
             self.predict(request.model_spec.signature_name, inputs)
         return len(logs)
+
+
+class _Signature:
+    """A signature's input checks and its session callable (feeds and fetches by tensor name)."""
+
+    def __init__(self, session, signature_def):
+        import tensorflow as tf
+
+        self.inputs = sorted(signature_def.inputs)
+        self.outputs = sorted(signature_def.outputs)
+        self.dtypes = {}
+        self._checks = []  # (name, tf dtype, numpy dtype, shape proto), computed once, not per request
+        for name in self.inputs:
+            info = signature_def.inputs[name]
+            dtype = tf.as_dtype(info.dtype)
+            self.dtypes[name] = np.dtype(dtype.as_numpy_dtype)
+            self._checks.append((name, dtype, self.dtypes[name], info.tensor_shape))
+        self._expected = set(self.inputs)
+        self._call = session.make_callable([signature_def.outputs[k].name for k in self.outputs],
+                                           [signature_def.inputs[k].name for k in self.inputs])
+
+    def check(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if inputs.keys() != self._expected:
+            extra = sorted(set(inputs) - self._expected)
+            if extra:
+                raise ServingError("INVALID_ARGUMENT", f"input tensor alias not found in signature: {extra[0]}. "
+                                                       f"Inputs expected to be in the set "
+                                                       f"{{{','.join(self.inputs)}}}.")
+            missing = sorted(self._expected - set(inputs))
+            raise ServingError("INVALID_ARGUMENT", f"input size does not match signature: "
+                                                   f"{len(inputs)}!={len(self.inputs)} "
+                                                   f"Missing but required: {{{','.join(missing)}}}.")
+        for key, dtype, numpy_dtype, shape in self._checks:
+            array = inputs[key]
+            _check_shape(key, array, shape)
+            if array.dtype != numpy_dtype and not (numpy_dtype.kind == "O" and array.dtype.kind in "OSU"):
+                raise ServingError("INVALID_ARGUMENT", f"input '{key}' expects {dtype.name} "
+                                                       f"but {array.dtype} is provided")
+        return dict(inputs)
+
+    def __call__(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.outputs, self._call(*[inputs[k] for k in self.inputs])))
 
 
 def _check_shape(key: str, array: np.ndarray, shape_proto) -> None:

@@ -2,7 +2,7 @@
 
 `EmbeddedServer` polls the base path, serves the newest version (or the
 newest `num_versions`), answers REST on an aiohttp event loop and gRPC on a
-thread pool, optionally merges concurrent requests into batches (TF Serving's
+grpc.aio event loop, optionally merges concurrent requests into batches (TF Serving's
 `--enable_batching`), and binds 127.0.0.1 unless told otherwise. `serve` is what
 `kerasflow serve` runs: the real `tensorflow_model_server` when it is on
 PATH, this server otherwise, until SIGINT/SIGTERM.
@@ -38,19 +38,18 @@ class EmbeddedServer:
         max_body_bytes: largest REST body / gRPC message accepted (413 / RESOURCE_EXHAUSTED).
         num_versions: serve the newest N versions; None serves all of them.
         version_labels: label -> version for `/labels/<label>` and `version_label`.
-        grpc_workers: gRPC thread-pool size (with batching, each waiting request holds one).
         batching: a `BatchingParameters` to merge concurrent requests into one signature
             call (TF Serving's `--enable_batching`); None calls the signature per request.
         request_timeout: seconds a REST client may take to send a request body (then 408).
         idle_timeout: seconds a REST connection may go without a complete request header:
             idle keep-alive connections and clients trickling headers are closed after it.
-        model_threads: threads running unbatched model calls for REST.
+        model_threads: threads running unbatched model calls (REST and gRPC).
     """
 
     def __init__(self, base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0.1",
                  rest_port: int | None = 8501, grpc_port: int | None = 8500, poll_seconds: float = 2.0,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, num_versions: int | None = 1,
-                 version_labels: Mapping[str, int] | None = None, grpc_workers: int = 32, batching=None,
+                 version_labels: Mapping[str, int] | None = None, batching=None,
                  request_timeout: float = 30.0, idle_timeout: float = 30.0, model_threads: int = 4):
         if poll_seconds <= 0:
             raise SpecError(Problem("serve.poll_seconds", "poll interval must be positive",
@@ -63,7 +62,6 @@ class EmbeddedServer:
         self.max_body_bytes = max_body_bytes
         self.num_versions = num_versions
         self.version_labels = dict(version_labels or {})
-        self.grpc_workers = grpc_workers
         self.batching = batching
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
@@ -129,11 +127,11 @@ class EmbeddedServer:
                                     keepalive_timeout=self.idle_timeout)
             self._ports["rest"] = self._rest.start()
         if self._ports["grpc"] is not None:
-            from kerasflow.serve.grpc_api import start_grpc_server
+            from kerasflow.serve.grpc_api import GrpcServer
 
-            self._grpc, self._ports["grpc"] = start_grpc_server(
-                self.repository, self.host, self._ports["grpc"],
-                max_message_bytes=self.max_body_bytes, workers=self.grpc_workers)
+            self._grpc = GrpcServer(self.host, self._ports["grpc"], self.repository,
+                                    max_message_bytes=self.max_body_bytes, executor=self._executor)
+            self._ports["grpc"] = self._grpc.start()
 
     def _poll_loop(self) -> None:
         while not self._stopping.is_set():
@@ -151,7 +149,7 @@ class EmbeddedServer:
             self._rest.stop()
             self._rest = None
         if self._grpc is not None:
-            self._grpc.stop(grace=1.0).wait()
+            self._grpc.stop(grace=1.0)
             self._grpc = None
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join(timeout=30)
