@@ -22,6 +22,8 @@ without `wrk`/`ab` on PATH (`apt-get install wrk apache2-utils`) those rows
 are skipped. Prints req/s, the ratio to the in-process rate, p50/p99, errors.
 
     python benchmarks/serving.py [--quick] [--seconds 5] [--requests 20000]
+
+It ends with the issue's must-hold figures (16 clients, batching off/on).
 """
 
 from __future__ import annotations
@@ -144,8 +146,10 @@ def _in_process(path: Path, rows: np.ndarray, clients: int, seconds: float) -> R
 class Server:
     """The embedded server in its own process (as deployed: it doesn't share the clients' GIL)."""
 
+    code = REPO  # the kerasflow checkout the server runs (--server-code)
+
     def __init__(self, base: Path, batching_file: Path | None):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.code), os.environ.get("PYTHONPATH", "")])}
         args = [sys.executable, "-c", _SERVER, str(base)] + ([str(batching_file)] if batching_file else [])
         self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.rest_port, self.grpc_port = map(int, self.process.stdout.readline().split())
@@ -260,11 +264,14 @@ def _idle_connections(server: Server, n: int) -> list[socket.socket]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (~2 minutes in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (~4 minutes in all)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per timed mode")
     parser.add_argument("--requests", type=int, default=20000, help="requests in the new-connection runs")
+    parser.add_argument("--server-code", type=Path, default=REPO,
+                        help="kerasflow checkout whose server is measured (e.g. another branch's worktree)")
     args = parser.parse_args()
-    seconds, total = (1.5, 4000) if args.quick else (args.seconds, args.requests)
+    Server.code = args.server_code.resolve()
+    seconds, total = (3.0, 6000) if args.quick else (args.seconds, args.requests)
 
     rows_out: list[tuple[str, str, Result]] = []
     memory: list[tuple[str, float, float, int, int]] = []
@@ -316,7 +323,8 @@ def main() -> None:
 
     rate = {c: float(np.median(v)) for c, v in baselines.items()}
     print(f"\ndigits MLP, 1 row per request; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}; {'quick' if args.quick else 'full'} run")
+          f"Python {platform.python_version()}; {'quick' if args.quick else 'full'} run; server code "
+          f"{Server.code}; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print("in-process signature, one row per call: " +
           ", ".join(f"{c} threads {rate[c]:.0f} calls/s (runs: {', '.join(f'{r:.0f}' for r in v)})"
                     for c, v in baselines.items()))
@@ -333,6 +341,23 @@ def main() -> None:
     for label, before, after, errors, n in memory:
         print(f"  {label}: {before:.0f} MB -> {after:.0f} MB ({(after - before) / before:+.1%}) over {n} requests, "
               f"{errors} failed")
+    _must_hold(rows_out, rate, memory)
+
+
+def _must_hold(rows_out, rate: dict, memory) -> None:
+    """The issue's must-hold figures, from the rows above (16 clients, compiled load generators)."""
+    print("\nmust hold (16 clients, one row per request):")
+    for label, goal in (("off", 0.5), ("on", 1.0)):
+        for mode, tool in (("REST keep-alive", "wrk"), ("REST new conn", "ab"), ("gRPC", "python")):
+            found = [r for m, c, r in rows_out if m == f"{mode}, batching {label}" and c == f"{tool} c16"]
+            for r in found:
+                ratio = r.rate / rate[16]
+                print(f"  batching {label:<3} {mode:<15} ({tool:<6}): {ratio:4.2f}x (goal >= {goal}x) "
+                      f"p99 {r.p99:5.1f} ms (goal <= 20) errors {r.errors}  "
+                      f"{'ok' if ratio >= goal and r.p99 <= 20 and not r.errors else 'SHORT'}")
+    failed = sum(r.errors for _, _, r in rows_out)
+    growth = max(((after - before) / before for _, before, after, _, _ in memory), default=0.0)
+    print(f"  failed requests in all runs: {failed} (goal 0); largest RSS growth {growth:+.1%} (goal < 10%)")
 
 
 if __name__ == "__main__":

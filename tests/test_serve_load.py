@@ -63,8 +63,9 @@ def test_bad_parameters_are_reported(text, needle):
 def test_batches_are_padded_like_tf_serving():
     params = BatchingParameters(max_batch_size=8, allowed_batch_sizes=[4, 8], pad_variable_length_inputs=True)
     merged = merge_inputs([{"ids": np.array([[1, 2, 3]])}, {"ids": np.array([[4], [5]])}], params)
-    # variable lengths padded with the tensor's first element, batch padded to 4 with copies of row 0
-    np.testing.assert_array_equal(merged["ids"], [[1, 2, 3], [4, 4, 4], [5, 4, 4], [1, 2, 3]])
+    # variable lengths padded with each tensor's own first element; the batch padded to 4 with a copy
+    # of the last request's first row (BatchingSession::MergeInputTensors)
+    np.testing.assert_array_equal(merged["ids"], [[1, 2, 3], [4, 4, 4], [5, 4, 4], [4, 4, 4]])
     with pytest.raises(Exception, match="padding is turned off"):
         merge_inputs([{"ids": np.array([[1, 2]])}, {"ids": np.array([[4]])}], BatchingParameters())
 

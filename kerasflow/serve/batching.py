@@ -16,7 +16,7 @@ with UNAVAILABLE ("queue is full"), immediately. A free thread takes a closed
 batch, or the open one once its oldest request has waited
 `batch_timeout_micros` (0: right away, so batches grow while the threads are
 busy). Inputs are concatenated along the batch dimension, padded to the next
-`allowed_batch_sizes` entry with copies of the first row, optionally padded
+`allowed_batch_sizes` entry with copies of the last request's first row, optionally padded
 along other dimensions (`pad_variable_length_inputs`, with each tensor's first
 element as the pad value), run once, and each request gets its own slice of
 every output back.
@@ -184,8 +184,13 @@ class BatchScheduler:
             thread.start()
 
     def submit(self, key, run: Callable[[dict], dict], inputs: Mapping[str, np.ndarray]) -> Future:
-        sizes = {int(a.shape[0]) if a.ndim else 0 for a in inputs.values()}
-        if len(sizes) != 1 or 0 in sizes:
+        if not inputs:
+            raise ServingError("INVALID_ARGUMENT", "Batching session Run() must have at least one input tensor")
+        if any(a.ndim == 0 for a in inputs.values()):
+            raise ServingError("INVALID_ARGUMENT", "Batching session Run() input tensors must have at least one "
+                                                   "dimension")
+        sizes = {int(a.shape[0]) for a in inputs.values()}
+        if len(sizes) != 1:
             raise ServingError("INVALID_ARGUMENT", "Batching session Run() input tensors must have equal "
                                                    "0th-dimension size")
         (size,) = sizes
@@ -258,10 +263,13 @@ class BatchScheduler:
                 self.stats["rows"] += sum(t.size for t in tasks)
             outputs = queue.run(merged)
             padded = next(iter(merged.values())).shape[0]
-            for name, array in outputs.items():
-                if array.ndim == 0 or array.shape[0] != padded:
-                    raise ServingError("INTERNAL", f"Batched output tensor '{name}' does not have the batch's "
-                                                   f"0th-dimension size {padded}")
+            for array in outputs.values():  # TF Serving's checks and messages (batching_session.cc)
+                if array.ndim == 0:
+                    raise ServingError("FAILED_PRECONDITION", "Batched output tensor has 0 dimensions")
+                if array.shape[0] != padded:
+                    raise ServingError("FAILED_PRECONDITION", "Batched output tensor's 0th dimension does not "
+                                                              "equal the sum of the 0th dimension sizes of the "
+                                                              "input tensors")
             start = 0
             for task in tasks:
                 task.future.set_result({k: v[start:start + task.size] for k, v in outputs.items()})
@@ -284,7 +292,13 @@ class BatchScheduler:
 
 
 def merge_inputs(requests: list[Mapping[str, np.ndarray]], params: BatchingParameters) -> dict[str, np.ndarray]:
-    """Concatenate the requests' inputs along dim 0, padded as TF Serving's batching session does."""
+    """Concatenate the requests' inputs along dim 0, padded as TF Serving's batching session does.
+
+    As `BatchingSession::MergeInputTensors`: with `pad_variable_length_inputs`
+    every tensor is padded to the largest size of each dimension with its own
+    first element; the batch is padded up to the next `allowed_batch_sizes`
+    entry with copies of the *last* request's first row.
+    """
     merged = {}
     total = sum(len(next(iter(r.values()))) for r in requests)
     target = next((s for s in params.allowed_batch_sizes if s >= total), total)
@@ -293,26 +307,27 @@ def merge_inputs(requests: list[Mapping[str, np.ndarray]], params: BatchingParam
         tails = {a.shape[1:] for a in arrays}
         if len(tails) > 1:
             if not params.pad_variable_length_inputs:
-                raise ServingError("INVALID_ARGUMENT", f"Tensors with name '{name}' from different tasks have "
-                                                       "different shapes and padding is turned off. Set "
-                                                       "pad_variable_length_inputs to true, or ensure that all "
-                                                       "tensors with the same name have equal dimensions starting "
-                                                       "with the first dim.")
+                raise ServingError("FAILED_PRECONDITION", f"Tensors with name '{name}' from different tasks have "
+                                                          "different shapes and padding is turned off. Set "
+                                                          "pad_variable_length_inputs to true, or ensure that all "
+                                                          "tensors with the same name have equal dimensions "
+                                                          "starting with the first dim.")
             if len({len(t) for t in tails}) > 1:
                 raise ServingError("INVALID_ARGUMENT", f"Tensors with name '{name}' from different tasks have "
                                                        "different ranks")
             widest = tuple(max(dims) for dims in zip(*tails))
             arrays = [_pad_to(a, widest) for a in arrays]
-        batch = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
         if target > total:
-            batch = np.concatenate([batch, np.repeat(batch[:1], target - total, axis=0)])
-        merged[name] = batch
+            arrays.append(np.repeat(arrays[-1][:1], target - total, axis=0))
+        merged[name] = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     return merged
 
 
 def _pad_to(array: np.ndarray, tail: tuple) -> np.ndarray:
     if array.shape[1:] == tail:
         return array
+    if array.size == 0:
+        raise ServingError("INVALID_ARGUMENT", "Got empty tensor in batch of non-empty tensors.")
     widths = [(0, 0)] + [(0, want - have) for have, want in zip(array.shape[1:], tail)]
     if array.dtype.kind == "O":  # np.pad cannot fill object arrays with a constant
         out = np.full((array.shape[0], *tail), array.flat[0], dtype=object)
