@@ -70,6 +70,55 @@ def test_batches_are_padded_like_tf_serving():
         merge_inputs([{"ids": np.array([[1, 2]])}, {"ids": np.array([[4]])}], BatchingParameters())
 
 
+# --- the fast conversions keep TF Serving's answers ---------------------------------------------
+
+def test_predict_json_is_the_same_on_the_fast_path_and_keeps_nan():
+    import json
+
+    from kerasflow.serve.rest_json import parse_body, response_body
+
+    outputs = {"probabilities": np.array([[0.2, 0.7, 0.1]], dtype=np.float32),
+               "class_id": np.array([1]), "class_name": np.array([b"one"], dtype=object)}
+    body = response_body(outputs, row_format=True)
+    # float32 in its shortest form (0.2, not 0.20000000298023224), strings decoded, one object per row
+    assert json.loads(body) == {"predictions": [{"class_id": 1, "class_name": "one", "probabilities": [0.2, 0.7, 0.1]}]}
+    assert b"0.2000" not in body
+    assert json.loads(response_body(outputs, row_format=False))["outputs"]["class_name"] == ["one"]
+    # non-finite floats are written as TF Serving writes them (the stdlib's NaN token), never as null
+    nan = response_body({"p": np.array([[np.nan, 0.5]], dtype=np.float32)}, row_format=True)
+    assert nan == b'{"predictions": [[NaN, 0.5]]}'
+    # requests: NaN tokens still parse (the stdlib takes over), and broken JSON gets the stdlib's message
+    assert np.isnan(parse_body(b'{"instances": [[NaN, 1.5]]}')["instances"][0][0])
+    with pytest.raises(Exception, match="JSON Parse error: Expecting value at offset: 15"):
+        parse_body(b'{"instances": [')
+
+
+def test_tensor_protos_convert_like_tensorflow():
+    import tensorflow as tf
+
+    from kerasflow.serve.tensors import fill_proto, to_array
+
+    cases = [np.arange(12, dtype=np.float32).reshape(3, 4), np.array([[1, 2]], dtype=np.int64),
+             np.array([True, False]), np.array([b"red", "gr\u00fcn".encode()], dtype=object),
+             np.float32(2.5).reshape(()), np.zeros((0, 3), dtype=np.float32)]
+    for array in cases:
+        # what the official client sends (tf.make_tensor_proto) reads back exactly
+        got = to_array(tf.make_tensor_proto(array))
+        assert got.shape == array.shape and got.dtype == array.dtype
+        np.testing.assert_array_equal(got, array)
+        # what the server sends reads back exactly with tf.make_ndarray
+        proto = tf.make_tensor_proto(np.zeros(1)).__class__()
+        fill_proto(proto, array)
+        np.testing.assert_array_equal(tf.make_ndarray(proto), array)
+        assert tf.make_ndarray(proto).shape == array.shape
+    # typed value fields and a single broadcast value (other clients send these) go TF's way
+    typed = tf.make_tensor_proto([1.0, 2.0], dtype=tf.float32)
+    typed.ClearField("tensor_content")
+    typed.float_val.extend([1.0, 2.0])
+    np.testing.assert_array_equal(to_array(typed), [1.0, 2.0])
+    np.testing.assert_array_equal(to_array(tf.make_tensor_proto(7.0, shape=[2, 2])), np.full((2, 2), 7.0))
+
+
 # --- servers ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

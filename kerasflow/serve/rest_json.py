@@ -12,8 +12,8 @@ base64-encoded.
 Speed: bodies are decoded with orjson and predict responses rendered by it
 straight from the output arrays (float32 in its shortest round-trip form, as
 before); the stdlib `json` takes over for what orjson does not do like TF
-Serving (`NaN`/`Infinity` tokens, integers beyond 64 bits, the parse error
-messages), so the answers are the same either way.
+Serving (`NaN`/`Infinity` tokens, the parse error messages). Integers beyond
+64 bits become floats, as in TF Serving's rapidjson.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def parse_body(body: bytes) -> dict:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        doc = None  # NaN/Infinity tokens, huge integers, or broken: the stdlib accepts or explains
+        doc = None  # NaN/Infinity tokens, or broken: the stdlib accepts or explains
     try:
         doc = json.loads(body) if doc is None else doc
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
