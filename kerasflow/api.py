@@ -127,7 +127,7 @@ def tune(path: str | os.PathLike, overrides: Sequence[str] = (), **options):
     if loaded.spec.tracking.enabled:  # the worker opens the MLflow store while KerasTuner and TensorFlow import
         from kerasflow.track.mlflow import warm_up
 
-        warm_up(loaded.spec.tracking.model_dump(), loaded.raw, plots=False)
+        warm_up(loaded.spec.tracking.model_dump(), loaded.raw)
     from kerasflow.tune.tuners import tune as _tune
 
     return _tune(loaded, **options)

@@ -47,10 +47,10 @@ def _experiment(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | 
     return str(tracking_cfg.get("experiment") or (spec_dict or {}).get("name") or "kerasflow")
 
 
-def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None = None, *,
-            plots: bool = True) -> None:
-    """Start the background worker and, in it, open the store (tracking enabled)
-    and prepare plotting (with `plots`), while this process goes on.
+def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None = None) -> None:
+    """Start the background worker and, in it, open the store while this process
+    goes on (tracking enabled), or prepare plotting (disabled: a tracked run
+    prepares it once its MLflow run has started, so starting never waits on it).
 
     Call it before importing TensorFlow: the store is then ready when the run
     starts, and drawing the run's plots later costs less.
@@ -62,7 +62,7 @@ def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None
         w = worker()
         if cfg.get("enabled", True):
             w.call(0, "warm", resolve_uri(cfg), _experiment(cfg, spec_dict), wait=False)
-        if plots:
+        else:
             w.call(0, "prepare_plots", wait=False)
     except Exception:  # only a head start: starting the run reports what is wrong
         pass

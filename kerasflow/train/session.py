@@ -164,6 +164,10 @@ def tracking(loaded, run: RunDir, state: dict, tracker=None):
 
         tracker = RunTracker(loaded.spec.tracking.model_dump(), spec_dict=loaded.raw, run_dir=run.path, kind="train")
         tracker.start(resume_run_id=state.get("mlflow_run_id"))
+    if tracker.enabled:  # after the start: opening the run never queues behind matplotlib's import
+        from kerasflow.train.plots import prepare_in_background
+
+        prepare_in_background()
     state["mlflow_run_id"] = tracker.run_id if tracker.enabled else None
     run.write_state(state)
     with tracker.ending() if own else contextlib.nullcontext():
