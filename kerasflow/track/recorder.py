@@ -23,14 +23,7 @@ from kerasflow.track import transport
 from kerasflow.track.params import batches, flatten_params, truncate, valid_key
 from kerasflow.track.registry import undecided_registration
 from kerasflow.track.tags import context_tags
-from kerasflow.track.transport import (
-    UNSENT_METRICS,
-    TrackingWarning,
-    client_for,
-    first_line,
-    http_policy,
-    is_outage,
-)
+from kerasflow.track.transport import UNSENT_METRICS, TrackingWarning, client_for, first_line, http_policy, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +51,6 @@ def warm(uri: str, experiment: str) -> None:
 @functools.lru_cache(maxsize=1)
 def _context_tags() -> dict[str, str]:
     return context_tags()  # MLflow's context providers run git and friends: once per worker
-
 
 
 class Recorder:
