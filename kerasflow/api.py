@@ -124,6 +124,10 @@ def predict(run_dir: str | os.PathLike, input_file: str | os.PathLike, output_fi
 def tune(path: str | os.PathLike, overrides: Sequence[str] = (), **options):
     """Run (or resume) the KerasTuner search a spec declares; returns a `TuneResult`."""
     loaded = load_spec(path, overrides)  # spec errors before KerasTuner and TensorFlow (seconds)
+    if loaded.spec.tracking.enabled:  # the worker opens the MLflow store while KerasTuner and TensorFlow import
+        from kerasflow.track.mlflow import warm_up
+
+        warm_up(loaded.spec.tracking.model_dump(), loaded.raw)
     from kerasflow.tune.tuners import tune as _tune
 
     return _tune(loaded, **options)

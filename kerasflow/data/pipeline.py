@@ -120,6 +120,9 @@ def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = Non
     full, rest = divmod(n, batch_size)
     parallel = parallel or {}
 
+    # Graph code without Python control flow on tensors: converting it with
+    # AutoGraph only costs start-up time (parsing and rewriting the source).
+    @tf.autograph.experimental.do_not_convert
     def take(index):
         return tf.nest.map_structure(lambda a: tf.gather(a, index), tensors)
 
@@ -135,7 +138,8 @@ def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = Non
     if seed is None:
         return cut(rows)
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    ds = epochs.flat_map(lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0]))))
+    ds = epochs.flat_map(tf.autograph.experimental.do_not_convert(
+        lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0])))))
     return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
 
 

@@ -192,13 +192,15 @@ class _Reader:
         if code is not None and any(self.carve.values()):
             seed, validation, test = self.seed, self.carve["validation"], self.carve["test"]
 
+            @tf.autograph.experimental.do_not_convert  # no Python control flow on tensors: skip the conversion
             def keep(index, lines):
                 rows = index * block + tf.range(tf.size(lines, out_type=tf.int64), dtype=tf.int64)
                 return tf.boolean_mask(lines, tf.equal(_part_codes(rows, seed, validation, test, where=tf.where), code))
 
             blocks = blocks.enumerate().map(keep, num_parallel_calls=tf.data.AUTOTUNE)
         parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=spec.deterministic)
-        ds = blocks.map(self._decode, **parallel).rebatch(BLOCK_LINES)
+        # `_decode` branches on static dtypes only: AutoGraph's conversion would only cost start-up time.
+        ds = blocks.map(tf.autograph.experimental.do_not_convert(self._decode), **parallel).rebatch(BLOCK_LINES)
         if spec.cache is not False:  # parsed blocks: later epochs neither read nor parse
             ds = ds.cache() if spec.cache is True else ds.cache(f"{spec.cache}.{Path(path).stem}.{code}")
         if training:

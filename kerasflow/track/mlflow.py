@@ -18,9 +18,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from kerasflow.track.recorder import default_uri, undecided_registration
+from kerasflow.track.recorder import default_uri
+from kerasflow.track.registry import undecided_registration
 from kerasflow.track.tags import default_tags
 from kerasflow.track.transport import TrackingWarning
 from kerasflow.track.ui import launch_ui
@@ -47,8 +48,9 @@ def _experiment(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | 
 
 
 def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None = None) -> None:
-    """Start the background worker and, in it, open the store (tracking enabled)
-    and prepare plotting, while this process goes on.
+    """Start the background worker and, in it, open the store while this process
+    goes on (tracking enabled), or prepare plotting (disabled: a tracked run
+    prepares it once its MLflow run has started, so starting never waits on it).
 
     Call it before importing TensorFlow: the store is then ready when the run
     starts, and drawing the run's plots later costs less.
@@ -60,7 +62,8 @@ def warm_up(tracking_cfg: Mapping[str, Any], spec_dict: Mapping[str, Any] | None
         w = worker()
         if cfg.get("enabled", True):
             w.call(0, "warm", resolve_uri(cfg), _experiment(cfg, spec_dict), wait=False)
-        w.call(0, "prepare_plots", wait=False)
+        else:
+            w.call(0, "prepare_plots", wait=False)
     except Exception:  # only a head start: starting the run reports what is wrong
         pass
 
@@ -108,6 +111,7 @@ class RunTracker:
         self.run_id: str | None = None
         self.offline_from: str | None = None  # the unreachable URI we fell back from
         self._id: int | None = None  # this run's Recorder in the worker
+        self._started = False  # `start` sent (the worker's Recorder drops calls if the run did not open)
         self._ended = False
 
     @property
@@ -119,37 +123,67 @@ class RunTracker:
 
     @property
     def _live(self) -> bool:
-        return self.enabled and self.run_id is not None
+        return self.enabled and self._started
 
     def _call(self, method: str, *args, wait: bool = True, **kwargs):
+        if wait:
+            return self._submit(method, *args, **kwargs)()
+        from kerasflow.track.worker import WorkerError, worker
+
+        try:
+            return worker().call(self._id, method, *args, wait=False, **kwargs)
+        except WorkerError as err:
+            return self._not_done(method, err)
+
+    def _submit(self, method: str, *args, **kwargs) -> Callable[[], Any]:
+        """Send `method` to the worker now; the function returned waits for its result."""
         from kerasflow.track.worker import WorkerError, worker
 
         w = worker()
         try:
-            return w.call(self._id, method, *args, wait=wait, **kwargs)
+            pending = w.submit(self._id, method, *args, **kwargs)
         except WorkerError as err:
-            if method in ("start", "register"):  # no training left to protect: the caller decides
-                raise
-            import warnings
+            failed = err
+            return lambda: self._not_done(method, failed)
 
-            # Tracking never breaks training: the run's files stay in its directory.
-            warnings.warn(f"MLflow {method} not done: {err}", TrackingWarning, stacklevel=3)
-            return None
-        finally:
-            if wait:
+        def result():
+            try:
+                return pending()
+            except WorkerError as err:
+                return self._not_done(method, err)
+            finally:
                 self.__dict__.update(w.state(self._id))
+
+        return result
+
+    @staticmethod
+    def _not_done(method: str, err: Exception) -> None:
+        if method in ("start", "register"):  # no training left to protect: the caller decides
+            raise err
+        import warnings
+
+        # Tracking never breaks training: the run's files stay in its directory.
+        warnings.warn(f"MLflow {method} not done: {err}", TrackingWarning, stacklevel=4)
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self, *, resume_run_id: str | None = None) -> "RunTracker":
+    def start(self, *, resume_run_id: str | None = None, wait: bool = True) -> "RunTracker":
         """Open (or with `resume_run_id` reopen) the run.
+
+        Args:
+            resume_run_id: the MLflow run to continue.
+            wait: until the run exists (its id is then `run_id`). Without, the
+                worker opens it while this process goes on and later calls are
+                queued behind it; a failure to open is a `TrackingWarning` and
+                those calls are dropped (a tuning trial's run: never worth
+                holding up the search).
 
         Raises:
             SpecError: naming `tracking.uri` when the store cannot be reached,
                 unless `tracking.required` is false: then a warning, and the run
                 goes to the local default store instead.
         """
-        if not self.enabled or self.run_id is not None:
+        if not self.enabled or self._started:
             return self
         from kerasflow.track.worker import worker
 
@@ -159,22 +193,25 @@ class RunTracker:
         w.call(self._id, "open", self.cfg, run_dir=str(self.run_dir.absolute()),
                kind=self.kind, parent_run_id=self.parent_run_id, uri=self.uri, uri_source=self._uri_source,
                experiment_name=self.experiment_name, run_name=self.run_name, fallback_uri=default_uri(), wait=False)
-        self._call("start", resume_run_id)
+        self._call("start", resume_run_id, wait=wait)
+        self._started = True
         if self.parent_run_id is None and (resume_run_id is None or self.offline_from):
             self._call("log_params", dict(self.spec_dict or {}), wait=False)  # the spec, logged while training starts
         return self
 
-    def end(self, status: str = "FINISHED") -> None:
+    def end(self, status: str = "FINISHED", *, wait: bool = True) -> None:
         """End the run with `status` (FINISHED, FAILED or KILLED) once everything sent
-        before has been delivered; idempotent."""
-        if not self.enabled:  # nothing to end, but the run's plots may still be drawing
+        before has been delivered; idempotent. Without `wait`, the worker ends it
+        after what it holds while this process goes on (a tuning trial: the
+        search's own run, ended with `wait`, is ended after it)."""
+        if not self.enabled and wait:  # nothing to end, but the run's plots may still be drawing
             from kerasflow.track.worker import sync
 
             sync()
         if not self._live or self._ended:
             return
         try:
-            self._call("end", status)
+            self._call("end", status, wait=wait)
         finally:
             self._ended = True
 
@@ -206,8 +243,9 @@ class RunTracker:
         self.end_for(None)
 
     def child(self, run_name: str, *, resume_run_id: str | None = None) -> "RunTracker":
-        """A started nested run (one tuning trial) in the same experiment and store;
-        `resume_run_id` reopens an earlier one (a trial retried after a kill)."""
+        """A nested run (one tuning trial) in the same experiment and store, opened
+        by the worker while the trial trains; `resume_run_id` reopens an earlier
+        one (a trial retried after a kill)."""
         from kerasflow.spec.errors import SpecError
 
         cfg = {**self.cfg, "uri": self.uri, "experiment": self.experiment_name, "run_name": run_name, "required": True}
@@ -217,7 +255,7 @@ class RunTracker:
             child.enabled = False
             return child
         try:
-            child.start(resume_run_id=resume_run_id)
+            child.start(resume_run_id=resume_run_id, wait=False)  # queued: the trial trains meanwhile
         except SpecError as err:
             import warnings
 
@@ -229,10 +267,11 @@ class RunTracker:
 
     # -- logging -----------------------------------------------------------
 
-    def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
-        """Log a nested dict (the spec, trial hyperparameters) as flattened dotted params."""
+    def log_params(self, params: Mapping[str, Any], prefix: str = "", *, wait: bool = True) -> None:
+        """Log a nested dict (the spec, trial hyperparameters) as flattened dotted params;
+        without `wait`, rejected params warn at a later call instead of this one."""
         if self._live:
-            self._call("log_params", dict(params), prefix)
+            self._call("log_params", dict(params), prefix, wait=wait)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags (values as strings, cut to MLflow's 8000 characters)."""
@@ -290,6 +329,20 @@ class RunTracker:
         """
         if not self._live:
             return None
+        if model_file is not None:
+            return self.log_model_later(keras_model, input_example=input_example, name=name, model_file=model_file)()
+        with tempfile.TemporaryDirectory(prefix="kerasflow-model-") as tmp:
+            model_file = Path(tmp) / "model.keras"
+            keras_model.save(model_file)
+            return self.log_model_later(keras_model, input_example=input_example, name=name, model_file=model_file)()
+
+    def log_model_later(self, keras_model, *, model_file: str | Path, input_example=None,
+                        name: str = "model") -> Callable[[], str | None]:
+        """`log_model` of the saved `model_file`, sent to the worker now; the
+        function returned waits for the model URI (None as for `log_model`), so
+        this process can evaluate meanwhile. `model_file` must stay until then."""
+        if not self._live:
+            return lambda: None
         from kerasflow.track.logged_model import example_arrays, example_outputs
 
         inputs = outputs = None
@@ -305,11 +358,7 @@ class RunTracker:
                 warnings.warn(f"model logged without a signature: predicting the input example failed "
                               f"({first_line(err)})", TrackingWarning, stacklevel=2)
                 inputs = None
-        with tempfile.TemporaryDirectory(prefix="kerasflow-model-") as tmp:
-            if model_file is None:
-                model_file = Path(tmp) / "model.keras"
-                keras_model.save(model_file)
-            return self._call("log_model", str(Path(model_file).absolute()), inputs=inputs, outputs=outputs, name=name)
+        return self._submit("log_model", str(Path(model_file).absolute()), inputs=inputs, outputs=outputs, name=name)
 
     def register(self, model_uri: str, name: str, *, alias: str = "champion", objective: str,
                  mode: str, value: float | None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.track import transport
 from kerasflow.track.params import batches, flatten_params, truncate, valid_key
+from kerasflow.track.registry import undecided_registration
 from kerasflow.track.tags import context_tags
 from kerasflow.track.transport import UNSENT_METRICS, TrackingWarning, client_for, first_line, http_policy, is_outage
 
@@ -51,14 +52,6 @@ def warm(uri: str, experiment: str) -> None:
 def _context_tags() -> dict[str, str]:
     return context_tags()  # MLflow's context providers run git and friends: once per worker
 
-
-
-def undecided_registration(name: str, *, alias: str, objective: str, mode: str, value: float | None) -> dict[str, Any]:
-    """The decision `register` returns before (or without) registering: nothing moved."""
-    if mode not in ("max", "min"):
-        raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
-    return {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
-            "mode": mode, "value": value, "previous_version": None, "previous_value": None}
 
 class Recorder:
     """One MLflow run, as `RunTracker` describes it; runs in the tracking worker.
@@ -329,7 +322,7 @@ class Recorder:
         The decision and its reason are tags on the version (`kerasflow.alias_decision`,
         `kerasflow.alias_reason`) and on the run. Returns the decision as a dict.
         """
-        from kerasflow.track.registry import register_version
+        from kerasflow.track.registry import register_version, require_model
 
         decision = undecided_registration(name, alias=alias, objective=objective, mode=mode, value=value)
         if not self._live or not model_uri:
@@ -337,7 +330,7 @@ class Recorder:
 
         def send(client):
             with transport.global_uri(self.uri):  # mlflow.register_model resolves the registry globally
-                _require_model(model_uri, name)  # else MLflow would leave an empty registered model behind
+                require_model(model_uri, name)  # else MLflow would leave an empty registered model behind
                 return {**decision, **register_version(client, model_uri, name, alias=alias, objective=objective,
                                                        mode=mode, value=value, run_id=self.run_id)}
 
@@ -378,23 +371,6 @@ class Recorder:
             warnings.warn(message, TrackingWarning, stacklevel=3)
 
 
-def _require_model(model_uri: str, name: str) -> None:
-    """Raises a `SpecError` unless `model_uri` holds an MLflow model (an `MLmodel` file)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import get_model_info
-
-    try:
-        get_model_info(model_uri)
-    except (MlflowException, OSError) as err:
-        if is_outage(err):
-            raise
-        raise SpecError(Problem(
-            path="tracking.register_as", message=f"no model to register as {name!r}: {model_uri} holds none",
-            received=first_line(err),
-            hint="the training run did not log its model (see its warnings; tracking.log_model must be true)",
-        )) from err
-
-
 def _artifact_location(uri: str, experiment: str) -> str | None:
     """Artifacts of a sqlite store live next to its file (`<db dir>/mlruns/<experiment>`);
     MLflow would put them under the current directory, wherever the process runs."""
@@ -402,23 +378,3 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
         return None  # a server decides (and proxies) its own artifact store
     db = Path(uri[len("sqlite:///"):]).absolute()
     return (db.parent / "mlruns" / re.sub(r"[^\w.-]", "_", experiment)).as_uri()
-
-
-def _signature(keras_model, input_example):
-    if input_example is None:
-        return None
-    from mlflow.models import infer_signature
-
-    return infer_signature(input_example, keras_model.predict(input_example, verbose=0))
-
-
-def _pip_requirements() -> list[str]:
-    # Given explicitly: MLflow would otherwise infer them by loading the model in
-    # a subprocess that imports TensorFlow (seconds per logged model).
-    reqs = []
-    for dist in ("keras", "tensorflow"):
-        try:
-            reqs.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return reqs

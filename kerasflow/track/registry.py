@@ -6,6 +6,34 @@ import math
 from typing import Any
 
 
+def undecided_registration(name: str, *, alias: str, objective: str, mode: str, value: float | None) -> dict[str, Any]:
+    """The decision `register` returns before (or without) registering: nothing moved."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"Received an invalid value for mode, expected 'max' or 'min'. Received: mode={mode!r}")
+    return {"name": name, "version": None, "alias": alias, "moved": False, "objective": objective,
+            "mode": mode, "value": value, "previous_version": None, "previous_value": None}
+
+
+def require_model(model_uri: str, name: str) -> None:
+    """Raises a `SpecError` unless `model_uri` holds an MLflow model (an `MLmodel` file)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import get_model_info
+
+    from kerasflow.spec.errors import Problem, SpecError
+    from kerasflow.track.transport import first_line, is_outage
+
+    try:
+        get_model_info(model_uri)
+    except (MlflowException, OSError) as err:
+        if is_outage(err):
+            raise
+        raise SpecError(Problem(
+            path="tracking.register_as", message=f"no model to register as {name!r}: {model_uri} holds none",
+            received=first_line(err),
+            hint="the training run did not log its model (see its warnings; tracking.log_model must be true)",
+        )) from err
+
+
 def register_version(client, model_uri: str, name: str, *, alias: str, objective: str, mode: str,
                      value: float | None, run_id: str) -> dict[str, Any]:
     """Register `model_uri` as a new version of `name`, move `alias` to it if

@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kerasflow.spec.errors import SpecError
 
@@ -69,9 +69,22 @@ class Worker:
     def call(self, target: int, method: str, *args, wait: bool = True, **kwargs) -> Any:
         """`method(*args, **kwargs)` on recorder `target` in the worker; with `wait`,
         its result (its exception re-raised here), else None at once."""
+        if wait:
+            return self.submit(target, method, *args, **kwargs)()
+        self._send(target, method, args, kwargs, awaited=False)
+        self.emit_warnings()
+        return None
+
+    def submit(self, target: int, method: str, *args, **kwargs) -> Callable[[], Any]:
+        """Send the call now and go on; the function returned waits for its result
+        (its exception re-raised there), so this process works meanwhile."""
+        seq = self._send(target, method, args, kwargs, awaited=True)
+        return lambda: self._result(seq)
+
+    def _send(self, target: int, method: str, args: tuple, kwargs: dict, *, awaited: bool) -> int:
         seq = next(self._ids)
         message = pickle.dumps((seq, target, method, args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        if wait:
+        if awaited:
             with self._done:
                 self._awaited.add(seq)
         with self._send_lock:
@@ -82,9 +95,9 @@ class Worker:
                 self.proc.stdin.flush()
             except (BrokenPipeError, ValueError) as err:
                 raise WorkerError("the tracking worker process is gone") from err
-        if not wait:
-            self.emit_warnings()
-            return None
+        return seq
+
+    def _result(self, seq: int) -> Any:
         with self._done:
             while seq not in self._replies and self._alive:
                 self._done.wait()
@@ -140,7 +153,9 @@ class Worker:
                         self._replies[seq] = (result, error)
                         self._done.notify_all()
                     elif error is not None:  # nobody waits for this call: say it failed
-                        self._warnings.append(f"tracking worker: a call failed: {error[1]}")
+                        kind, payload = error
+                        why = payload[0].message if kind == "spec" and payload else payload
+                        self._warnings.append(f"tracking worker: a call failed: {why}")
         except (EOFError, OSError, pickle.UnpicklingError):
             pass
         finally:
@@ -231,3 +246,9 @@ def _draw(name: str, *args, **kwargs) -> None:
 
 if __name__ == "__main__":
     _serve()
+    # Every call has been done (each one synchronously) and replied to; what
+    # remains is the interpreter's teardown of MLflow, SQLAlchemy and
+    # matplotlib (atexit hooks, thread joins, module cleanup), about a second
+    # or two that the training process would wait for at its own exit.
+    sys.stderr.flush()
+    os._exit(0)

@@ -85,7 +85,15 @@ class EpochBackup(keras.callbacks.Callback):
 
 class NanStop(keras.callbacks.TerminateOnNaN):
     """`TerminateOnNaN` that remembers the epoch where the loss went bad, so
-    `train` can fail with an error naming it instead of finishing the stage."""
+    `train` can fail with an error naming it instead of finishing the stage.
+
+    Checked off the training loop (`async_safe`): Keras then dispatches the
+    next step without first converting this step's loss to a Python number, as
+    it does with no batch callbacks at all; a NaN stops training one step later
+    at most, and the epoch's callbacks see `bad_epoch` (Keras waits for the
+    checks before `on_epoch_end`)."""
+
+    async_safe = True
 
     def __init__(self):
         super().__init__()

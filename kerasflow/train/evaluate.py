@@ -31,7 +31,9 @@ def collect_predictions(model, ds) -> tuple[dict[str, np.ndarray], dict[str, np.
             true.append(y)
             pred.append(model(x, training=False))
     else:
-        pred = [model.predict(ds.map(lambda x, y: x), verbose=0)]
+        import tensorflow as tf
+
+        pred = [model.predict(ds.map(tf.autograph.experimental.do_not_convert(lambda x, y: x)), verbose=0)]
         true = [y for _, y in ds]
     names = list(true[0])
     return ({n: np.concatenate([np.asarray(t[n]) for t in true]) for n in names},

@@ -52,6 +52,17 @@ def learning_curves(rows: list[dict], path: Path) -> Path:
     return Path(path)
 
 
+def prepare_in_background() -> None:
+    """Have the background worker import matplotlib and load its fonts now, so
+    the run's plots cost less when it ends."""
+    try:
+        from kerasflow.track.worker import worker
+
+        worker().call(0, "prepare_plots", wait=False)
+    except Exception:  # only a head start
+        pass
+
+
 def _draw(name: str, *args, **kwargs) -> None:
     args = tuple(a.absolute() if isinstance(a, Path) else a for a in args)  # the worker has its own directory
     try:

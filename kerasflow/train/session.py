@@ -164,6 +164,10 @@ def tracking(loaded, run: RunDir, state: dict, tracker=None):
 
         tracker = RunTracker(loaded.spec.tracking.model_dump(), spec_dict=loaded.raw, run_dir=run.path, kind="train")
         tracker.start(resume_run_id=state.get("mlflow_run_id"))
+    if tracker.enabled:  # after the start: opening the run never queues behind matplotlib's import
+        from kerasflow.train.plots import prepare_in_background
+
+        prepare_in_background()
     state["mlflow_run_id"] = tracker.run_id if tracker.enabled else None
     run.write_state(state)
     with tracker.ending() if own else contextlib.nullcontext():
@@ -172,7 +176,11 @@ def tracking(loaded, run: RunDir, state: dict, tracker=None):
 
 def finish(loaded, model, run: RunDir, state: dict, data, tracker) -> TrainResult:
     """Save the model, test metrics and plots; log them to MLflow and register
-    the model as `tracking.register_as` when set."""
+    the model as `tracking.register_as` when set.
+
+    Ordered so the tracking worker draws and logs while this process works:
+    the plots are handed over first, then the saved model, and evaluation runs
+    meanwhile."""
     from kerasflow.train.callbacks import history_dict, read_history
     from kerasflow.train.evaluate import collect_predictions
     from kerasflow.train.plots import learning_curves, plot_predictions
@@ -181,26 +189,29 @@ def finish(loaded, model, run: RunDir, state: dict, data, tracker) -> TrainResul
     rows = read_history(run / HISTORY_FILE)
     plots = run / PLOTS_DIR
     plots.mkdir(exist_ok=True)
-    model.save(run / MODEL_FILE)
-    split, ds = ("test", data.test) if data.test is not None else ("validation", data.validation)
-    metrics: dict = {}
     if rows:
         learning_curves(rows, plots / "learning_curves.png")
+    split, ds = ("test", data.test) if data.test is not None else ("validation", data.validation)
+    if ds is not None:
+        plot_predictions(plots, *collect_predictions(model, ds), data.targets)
+    model.save(run / MODEL_FILE)
+    model_uri = None
+    if tracker is not None and spec.tracking.log_model:
+        example = data.sample_inputs(5, split if ds is not None else "train")
+        model_uri = tracker.log_model_later(model, input_example=example, model_file=run / MODEL_FILE)
+    metrics: dict = {}
     if ds is not None:
         results = model.evaluate(ds, return_dict=True, verbose=0)
         prefix = "test_" if split == "test" else "val_"
         metrics = {prefix + k: float(v) for k, v in results.items()}
-        plot_predictions(plots, *collect_predictions(model, ds), data.targets)
     run.write_metrics(metrics)
     if tracker is not None:
         tracker.log_metrics(metrics, step=state["epoch"])
         for name in (SPEC_FILE, "model_summary.txt", HISTORY_FILE, METRICS_FILE):
             tracker.log_artifact(run / name)
         tracker.log_artifacts(plots, "plots")
-        if spec.tracking.log_model:
-            uri = tracker.log_model(model, input_example=data.sample_inputs(5, split if ds is not None else "train"),
-                                    model_file=run / MODEL_FILE)
-            state["mlflow_model_uri"] = uri  # what `register` registers
+        if model_uri is not None:
+            state["mlflow_model_uri"] = model_uri()  # what `register` registers
     state["finished"] = True
     run.write_state(state)
     return TrainResult(run_dir=run.path, model=model, history=history_dict(rows), metrics=metrics, data=data,

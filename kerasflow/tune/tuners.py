@@ -191,7 +191,7 @@ class _SpecTuner:
             earlier = self._parent.trial_runs().pop(trial.trial_id, None)
             child = tracker.child(f"trial-{trial.trial_id}", resume_run_id=earlier.info.run_id if earlier else None)
             if earlier is None:
-                child.log_params(dict(trial.hyperparameters.values))
+                child.log_params(dict(trial.hyperparameters.values), wait=False)  # queued behind its start
             child.set_tags({"kerasflow.trial_id": trial.trial_id, "kerasflow.tuner_id": self.tuner_id,
                             "kerasflow.trial_status": "RUNNING"})
             self._trial_runs[trial.trial_id] = child
@@ -235,7 +235,9 @@ class _SpecTuner:
                     child.log_metrics({"score": row["score"]})
                 child.set_tags({"kerasflow.trial_status": row["status"],
                                 **({"kerasflow.error": row["message"]} if row["message"] else {})})
-                child.end("FINISHED" if row["status"] == "COMPLETED" else "FAILED")
+                # Not waited for: the worker ends it while the next trial trains (the
+                # search's own run, ended with a wait, follows it in the worker's queue).
+                child.end("FINISHED" if row["status"] == "COMPLETED" else "FAILED", wait=False)
 
 
 _BASES = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband,
