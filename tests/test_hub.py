@@ -99,6 +99,17 @@ def test_unreachable_preset_host_fails_at_plan_time_with_the_offline_message(mon
 
 
 @needs_hub
+def test_sizes_that_do_not_fit_the_text_feature_fail_at_plan_time(tmp_path):
+    from kerasflow.model.builder import build_model
+
+    for old, new, match in [("vocabulary_size: 51", "vocabulary_size: 50", "give vocabulary_size: 51"),
+                            ("max_sequence_length: 9", "max_sequence_length: 8", "max_sequence_length 8 is shorter")]:
+        with pytest.raises(SpecError, match=match) as info:
+            build_model(load_spec(write_spec(tmp_path, f"config: {CONFIG}".replace(old, new))))
+        assert "model.nodes.encoder" in str(info.value)
+
+
+@needs_hub
 def test_local_preset_directory_loads_the_saved_weights(tmp_path):
     import keras
     import keras_hub

@@ -114,8 +114,23 @@ def build_hub_backbone(node, inputs, name):
     if limit and length and length > limit:
         raise ValueError(f"the backbone's max_sequence_length {limit} is shorter than the {length} token ids it gets "
                          f"(the text feature's sequence_length{' + 1 for [CLS]' if node.cls_token else ''})")
+    _check_vocabulary(x, layer)
     layer.trainable = node.trainable
     return layer(x)
+
+
+def _check_vocabulary(ids, layer) -> None:
+    """Token ids past the embedding table fail at run time deep inside TensorFlow: catch them when the ids come
+    straight from a text feature's TextVectorization, whose vocabulary size is known when the model is built."""
+    producer = getattr(getattr(ids, "_keras_history", None), "operation", None)
+    size = getattr(producer, "vocabulary_size", None)
+    if not callable(size) or not layer.vocabulary_size:
+        return
+    needed = size() + int(layer.cls_token)
+    if needed > layer.vocabulary_size:
+        raise ValueError(f"the backbone's vocabulary_size {layer.vocabulary_size} is smaller than the {needed} ids it "
+                         f"gets (the text feature's vocabulary of {size()}{' + 1 for [CLS]' if layer.cls_token else ''}"
+                         f"): give vocabulary_size: {needed} or lower the feature's max_tokens")
 
 
 def _from_preset(backbone: str, preset: str):
