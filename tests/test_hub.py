@@ -58,6 +58,7 @@ def offline(monkeypatch, tmp_path):
     ("backbone_x: 1", "exactly one of `preset`"),
     (f"preset: bert_tiny_en_uncased, config: {CONFIG}", "received both"),
     ("preset: ./no/such/preset", "preset directory './no/such/preset' not found"),
+    ("config: {vocabulary_size: 51, dtype: {module: os, class_name: system}}", r"model\.nodes\.encoder\.config\.dtype"),
 ])
 def test_invalid_hub_backbones_are_spec_errors(tmp_path, source, match):
     spec = write_spec(tmp_path, source.replace("backbone_x: 1", "output: pooled"))
@@ -79,6 +80,11 @@ def test_offline_preset_fails_at_validate_without_importing_keras_hub(offline, t
     assert "offline: the KerasHub preset 'bert_tiny_en_uncased' of BertBackbone needs a download from " \
            "https://www.kaggle.com/models/keras" in " ".join((proc.stderr + proc.stdout).split())
     assert "Traceback" not in proc.stderr and "IMPORTED []" in proc.stdout
+
+
+def test_offline_hub_handle_names_its_host(offline, tmp_path):
+    with pytest.raises(SpecError, match=r"'hf://google/bert' of BertBackbone needs a download from https://huggingface\.co"):
+        load_spec(write_spec(tmp_path, "preset: hf://google/bert"))
 
 
 # --- building: needs keras_hub ---------------------------------------------------------------------

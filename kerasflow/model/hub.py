@@ -17,9 +17,9 @@ import keras
 
 from kerasflow.model.backbones import WeightsUnavailable, reachable
 from kerasflow.spec.nodes.backbones import declared_offline
-from kerasflow.spec.nodes.hub import INSTALL_HINT, is_local_preset, offline_preset_message, preset_cached
+from kerasflow.spec.nodes.hub import (INSTALL_HINT, is_local_preset, offline_preset_message, preset_cached,
+                                      preset_host)
 
-PRESET_HOST = "www.kaggle.com"
 OUTPUTS = ("pooled", "sequence")
 
 
@@ -137,6 +137,6 @@ def _from_preset(backbone: str, preset: str):
     """The preset's backbone with its weights: from a local directory or the kagglehub cache, or downloaded
     when the host answers; otherwise `WeightsUnavailable` with the one offline message."""
     cls = backbone_class(backbone)
-    if not is_local_preset(preset) and not preset_cached(preset) and (declared_offline() or not reachable(PRESET_HOST)):
+    if not is_local_preset(preset) and not preset_cached(preset) and (declared_offline() or not reachable(preset_host(preset))):
         raise WeightsUnavailable(offline_preset_message(backbone, preset))
     return cls.from_preset(preset)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +22,8 @@ from kerasflow.spec.nodes.blocks import Block
 from kerasflow.spec.registry import register_block
 
 PRESET_ORIGIN = "https://www.kaggle.com/models/keras"  # where KerasHub's named presets download from
+# hosts of KerasHub's preset handles (`kaggle://owner/model/keras/variant`, `hf://owner/model`); names use Kaggle
+PRESET_HOSTS = {"kaggle": "www.kaggle.com", "hf": "huggingface.co"}
 INSTALL_HINT = "pip install 'kerasflow[hub]'"
 
 
@@ -35,14 +37,23 @@ def preset_cached(preset: str) -> bool:
     return any(kagglehub_cache_dir().glob(f"models/keras/*/keras/{preset}/*/config.json"))
 
 
+def preset_host(preset: str) -> str:
+    """The host a named preset or a `kaggle://` / `hf://` handle downloads from."""
+    scheme = preset.partition("://")[0] if "://" in preset else "kaggle"
+    return PRESET_HOSTS.get(scheme, scheme)
+
+
 def is_local_preset(preset: str) -> bool:
-    """A preset given as a directory path (KerasHub's `save_to_preset` layout) rather than a name."""
+    """A preset given as a directory path (KerasHub's `save_to_preset` layout) rather than a name or handle."""
+    if "://" in preset:
+        return False
     return "/" in preset or preset.startswith(".") or Path(preset).expanduser().is_dir()
 
 
 def offline_preset_message(backbone: str, preset: str) -> str:
     """The one wording of "this preset needs a download" (validate and build)."""
-    return (f"offline: the KerasHub preset {preset!r} of {backbone} needs a download from {PRESET_ORIGIN} (not in "
+    origin = f"https://{preset_host(preset)}" if "://" in preset else PRESET_ORIGIN
+    return (f"offline: the KerasHub preset {preset!r} of {backbone} needs a download from {origin} (not in "
             f"the kagglehub cache {kagglehub_cache_dir()}), or give `config:` (random init, no download) / a "
             f"local preset directory")
 
@@ -57,8 +68,9 @@ class HubBackbone(Block):
         "RobertaBackbone, AlbertBackbone.")
     preset: str | None = Field(
         None, description="KerasHub preset name (downloaded once, then cached by kagglehub; e.g. "
-        "bert_tiny_en_uncased) or a local preset directory. Exclusive with `config`.")
-    config: dict[str, Any] | None = Field(
+        "bert_tiny_en_uncased), a kaggle:// or hf:// handle, or a local preset directory. Exclusive with `config`.")
+    # plain values only: the mapping goes to the backbone's constructor, never to Keras deserialization
+    config: dict[str, int | float | bool | str | None] | None = Field(
         None, description="The backbone's constructor arguments (random init, no download), e.g. {vocabulary_size: "
         "2001, num_layers: 2, num_heads: 2, hidden_dim: 64, intermediate_dim: 128, max_sequence_length: 65}. "
         "vocabulary_size must exceed the text feature's max_tokens (one more id for the [CLS] token).")
