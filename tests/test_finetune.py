@@ -71,6 +71,7 @@ def test_finetune_pipeline_unfreezes_the_declared_top_layers(finetuned):
     assert np.isfinite(finetuned.outputs("train")["metrics"]["test_loss"])
 
 
+@pytest.mark.integration  # starts the embedded REST + gRPC server
 def test_exported_finetuned_model_answers_b64_jpegs_like_keras(finetuned):
     import grpc
     import requests

@@ -155,6 +155,7 @@ def test_hub_backbone_model_round_trips_through_model_keras(tmp_path):
 
 @needs_hub
 @pytest.mark.slow
+@pytest.mark.integration  # starts the embedded REST + gRPC server
 def test_text_finetune_pipeline_trains_two_stages_and_serves_raw_strings(tmp_path):
     import grpc
     import keras
