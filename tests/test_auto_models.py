@@ -100,6 +100,29 @@ def test_auto_choices_are_tunable(tmp_path):
     build_model(chosen)
 
 
+def test_transformer_combiner_attends_across_one_token_per_feature(tmp_path):
+    from kerasflow.model.builder import build_model
+
+    spec = MIXED.replace("training:", "model: {auto: {combiner: transformer, combiner_dim: 16, units: [8]}}\ntraining:")
+    loaded = load_spec(write(tmp_path, spec))
+    nodes = loaded.spec.model.nodes
+    features = ["size", "scaled", "colour", "review", "photo", "tokens", "series"]
+    assert [n for n in nodes if n.endswith("_token")] == [f"{f}_token" for f in features]
+    assert nodes["combiner_tokens"].axis == 1 and nodes["combiner"].block == "transformer_encoder"
+    model = build_model(loaded)
+    assert tuple(model.get_layer("combiner_tokens").output.shape) == (None, len(features), 16)
+    assert tuple(model.get_layer("combined").output.shape) == (None, 16)
+    # ejected, it is the same model
+    explicit = write(tmp_path, render(tmp_path / "spec.yaml", "--explicit"), "explicit.yaml")
+    assert build_model(load_spec(explicit)).count_params() == model.count_params()
+    # a tunable choice like the others
+    tuned = MIXED.replace("training:", "model: {auto: {combiner: {tune: choice, values: [concat, transformer]}}}\n"
+                                       "training:")
+    from kerasflow.spec import search_space
+
+    assert "model.auto.combiner" in search_space.defaults(load_spec(write(tmp_path, tuned, "t.yaml")).raw)
+
+
 @pytest.mark.parametrize("change, match", [
     ("target: {name: kind, type: category, num_classes: 3}", r"target `kind` needs `num_classes`"),
     ("training:", r"model: expected exactly one of `nodes`, `sequential` or `auto`, received `nodes` and `auto`"),

@@ -133,7 +133,7 @@ def test_unreachable_download_fails_at_plan_time_without_a_keras_traceback(monke
     from kerasflow.model.builder import build_model
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(backbones, "_reachable", lambda host: False)  # what an offline probe answers
+    monkeypatch.setattr(backbones, "reachable", lambda host: False)  # what an offline probe answers
     loaded = load_spec(write_spec(tmp_path, "application: MobileNetV3Small"))  # not declared offline: validates
     with pytest.raises(SpecError, match=r"model\.nodes\.backbone: backbone: offline: the ImageNet weights of "
                                         r"MobileNetV3Small need a download from https://storage\.googleapis\.com/"):

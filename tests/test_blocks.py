@@ -17,6 +17,8 @@ keras = pytest.importorskip("keras")
 # name -> variants of (features read, the node's fields, per-example output shape)
 BLOCK_CASES = {
     "backbone": [(["photo"], "input: photo, application: MobileNetV3Small, weights: null, pooling: max", (576,))],
+    "hub_backbone": [(["tok"], "input: tok, backbone: BertBackbone, config: {vocabulary_size: 21, num_layers: 1, "
+                               "num_heads: 2, hidden_dim: 8, intermediate_dim: 16, max_sequence_length: 7}", (8,))],
     "mlp": [(["vec"], "input: vec, units: [8, 4], dropout: 0.1, batch_norm: true, kernel_regularizer: {l2: 0.001}", (4,))],
     "conv_stack": [
         (["img"], "input: img, filters: [4, 8], batch_norm: true, dropout: 0.1", (2, 2, 8)),
@@ -61,6 +63,8 @@ def test_every_block_builds_runs_and_reloads_identically(tmp_path, name, variant
     from kerasflow.model.builder import build_model, node_layers
 
     assert name in BLOCK_CASES, f"block `{name}` is registered but has no case in BLOCK_CASES"
+    if name == "hub_backbone":
+        pytest.importorskip("keras_hub", reason="KerasHub is an optional extra: pip install 'kerasflow[hub]'")
     features, fields, shape = BLOCK_CASES[name][variant]
     model_yaml = f"model:\n  inputs: {features}\n  nodes:\n    b: {{block: {name}, {fields}}}\n"
     model = build_model(load_spec(write_spec(tmp_path, model_yaml, features)))

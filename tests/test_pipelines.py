@@ -19,7 +19,8 @@ PIPELINES = REPO / "pipelines"
 NEEDS_NETWORK = {"mnist_mlp.yaml", "imdb_lstm.yaml"}
 # Trained by their own tests (ImageNet weights replaced by `weights: null` offline).
 TESTED_ELSEWHERE = {"digits_finetune.yaml",  # tests/test_finetune.py
-                    "breast_cancer_auto.yaml", "digits_auto.yaml"}  # tests/test_auto_models.py
+                    "breast_cancer_auto.yaml", "digits_auto.yaml",  # tests/test_auto_models.py
+                    "reviews_bert_finetune.yaml"}  # tests/test_hub.py
 
 
 def kerasflow(*args, cwd):

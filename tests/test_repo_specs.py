@@ -101,6 +101,6 @@ def test_the_reference_says_which_verbs_run_multi_worker():
 def test_ci_runs_the_readme_commands():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    install, test = 'python -m pip install -e ".[test]"', "python -m pytest"
-    assert 'pip install -e ".[test]" && python -m pytest' in readme
+    install, test = 'python -m pip install -e ".[test,hub]"', "python -m pytest"
+    assert 'pip install -e ".[test,hub]" && python -m pytest' in readme
     assert install in ci and ci.rstrip().endswith(test)

@@ -116,7 +116,7 @@ def _guarded_download(application: str):
         if fname and cached.is_file():
             return original(fname, origin, *args, cache_subdir=cache_subdir, **kwargs)
         host = urllib.parse.urlsplit(origin or "").hostname or ""
-        if declared_offline() or not _reachable(host):
+        if declared_offline() or not reachable(host):
             raise WeightsUnavailable(offline_message(application, origin, cached))
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
@@ -135,7 +135,8 @@ def _guarded_download(application: str):
         file_utils.get_file = original
 
 
-def _reachable(host: str) -> bool:
+def reachable(host: str) -> bool:
+    """Whether `host` accepts a connection on port 443 within `PROBE_TIMEOUT` seconds."""
     try:
         with socket.create_connection((host, 443), timeout=PROBE_TIMEOUT):
             return True

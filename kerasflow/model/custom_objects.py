@@ -7,7 +7,7 @@ once Keras is imported anyway."""
 import importlib
 
 # The modules whose classes carry `@keras.saving.register_keras_serializable`.
-MODULES = ("kerasflow.model.backbones", "kerasflow.model.embeddings", "kerasflow.model.schedules")
+MODULES = ("kerasflow.model.backbones", "kerasflow.model.embeddings", "kerasflow.model.hub", "kerasflow.model.schedules")
 
 
 def register() -> None:

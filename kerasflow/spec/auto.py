@@ -12,7 +12,9 @@ One encoder per feature, by type:
 - image: a conv_stack and global pooling, or a `backbone`;
 - sequence: embedding of the token ids, then a GRU/LSTM or conv encoder;
   timeseries: the recurrent encoder on the window.
-Encoders are concatenated (`combiner: concat`), an MLP on top, one head per
+Encoders are concatenated (`combiner: concat`), or each projected to one
+token of a `transformer_encoder` over the features (`combiner: transformer`,
+Ludwig's transformer combiner) and averaged; an MLP on top, one head per
 target from its type. Every choice is a plain value, so each can be `tune:`d.
 """
 
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from kerasflow.spec.base import SpecModel, Tunable, Width
+from kerasflow.spec.base import Count, SpecModel, Tunable, Width
 from kerasflow.spec.nodes.applications import APPLICATIONS
 from kerasflow.spec.nodes.blocks import Sizes
 from kerasflow.spec.nodes.layers import Activation, Rate
@@ -35,7 +37,13 @@ class AutoSpec(SpecModel):
     activation: Tunable[Activation] = Field("relu", description="Activation of the dense layers.")
     dropout: Tunable[Rate] = Field(0.0, description="Dropout after each dense layer on top.")
     batch_norm: Tunable[bool] = Field(False, description="Batch-normalize the dense layers on top.")
-    combiner: Literal["concat"] = Field("concat", description="How the feature encodings are combined.")
+    combiner: Tunable[Literal["concat", "transformer"]] = Field(
+        "concat", description="How the feature encodings are combined: concatenated, or each projected to one token "
+        "of a transformer encoder over the features (then averaged).")
+    combiner_dim: Tunable[Width] = Field(32, description="transformer: width of each feature's token (also the "
+                                         "attention key size and feed-forward width).")
+    combiner_heads: Tunable[Width] = Field(2, description="transformer: attention heads.")
+    combiner_layers: Tunable[Count] = Field(1, description="transformer: transformer layers stacked.")
     numeric_units: Sizes | None = Field(None, description="Dense layers per numeric feature before combining (none: raw).")
     category_dim: Tunable[Width] | None = Field(
         None, description="Embedding size of category features (default: min(50, round(1.6 * vocabulary^0.56))).")
@@ -151,7 +159,10 @@ def expand(auto: AutoSpec, data, inputs: list[str]) -> tuple[dict[str, dict], di
                                         "units": [_raw(auto.sequence_units)]})
         encoded.append(x)
 
-    x = encoded[0] if len(encoded) == 1 else add("combined", {"layer": "concatenate", "input": encoded})
+    if _value(auto.combiner) == "transformer":
+        x = _transformer_combiner(auto, dict(zip(inputs, encoded)), add)
+    else:
+        x = encoded[0] if len(encoded) == 1 else add("combined", {"layer": "concatenate", "input": encoded})
     x = add("body", {"block": "mlp", "input": x, "units": _raw(auto.units), "activation": _raw(auto.activation),
                      "dropout": _raw(auto.dropout), "batch_norm": _raw(auto.batch_norm)})
     outputs = {}
@@ -160,6 +171,19 @@ def expand(auto: AutoSpec, data, inputs: list[str]) -> tuple[dict[str, dict], di
         head = "output" if len(targets) == 1 else f"{target.name}_output"
         outputs[target.name] = add(head, {"layer": "dense", "input": x, **_head(target)})
     return nodes, outputs
+
+
+def _transformer_combiner(auto: AutoSpec, encoded: dict[str, str], add) -> str:
+    """One token per feature encoding (a dense projection), self-attention across them, then their average."""
+    dim = _raw(auto.combiner_dim)
+    tokens = []
+    for feature, x in encoded.items():
+        x = add(f"{feature}_project", {"layer": "dense", "input": x, "units": dim})
+        tokens.append(add(f"{feature}_token", {"layer": "reshape", "input": x, "target_shape": [1, -1]}))
+    x = tokens[0] if len(tokens) == 1 else add("combiner_tokens", {"layer": "concatenate", "input": tokens, "axis": 1})
+    x = add("combiner", {"block": "transformer_encoder", "input": x, "num_heads": _raw(auto.combiner_heads),
+                         "key_dim": dim, "ff_dim": dim, "num_layers": _raw(auto.combiner_layers)})
+    return add("combined", {"layer": "global_average_pooling1d", "input": x})
 
 
 def _head(target) -> dict:

@@ -124,13 +124,16 @@ class TfdsSource(_Source):
 
 
 class GeneratedSource(_Source):
-    """A synthetic sequence task generated from the seed (sort, reverse, copy digits)."""
+    """A synthetic task generated from the seed: sequences (sort, reverse, copy digits) or short movie
+    reviews (`reviews`: columns `text` and `label`, negative/positive, where "not" flips an opinion)."""
 
     type: Literal["generated"]
-    task: Literal["sort", "reverse", "copy"] = Field(description="What the target sequence is.")
-    length: Count = Field(8, description="Tokens per sequence.")
-    vocab_size: int = Field(10, ge=2, description="Tokens are 0..vocab_size-1; vocab_size is the decoder start token.")
-    samples: Count = Field(20000, description="Number of sequences.")
+    task: Literal["sort", "reverse", "copy", "reviews"] = Field(
+        description="What the target is: the sorted, reversed or copied sequence, or a review's sentiment.")
+    length: Count = Field(8, description="Tokens per sequence (sequence tasks).")
+    vocab_size: int = Field(10, ge=2, description="Tokens are 0..vocab_size-1; vocab_size is the decoder start token "
+                            "(sequence tasks).")
+    samples: Count = Field(20000, description="Number of sequences or reviews.")
 
 
 Source = Annotated[

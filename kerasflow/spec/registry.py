@@ -109,7 +109,7 @@ def register_block(name: str, target: str) -> Callable:
 
 # Most used first: a lookup imports these in order until the name is registered.
 SCHEMA_MODULES = tuple(f"kerasflow.spec.nodes.{m}" for m in (
-    "layers", "blocks", "convolution", "recurrent", "merging", "preprocessing", "backbones"))
+    "layers", "blocks", "convolution", "recurrent", "merging", "preprocessing", "backbones", "hub"))
 
 
 def load_all() -> tuple[dict[str, Entry], dict[str, Entry]]:

@@ -1,4 +1,4 @@
-"""Offline data: scikit-learn and statsmodels bundled sets, and generated sequence tasks."""
+"""Offline data: scikit-learn and statsmodels bundled sets, and generated sequence and text tasks."""
 
 from __future__ import annotations
 
@@ -58,6 +58,8 @@ def load_generated(data_spec, base_dir, seed) -> Loaded:
     """
     src = data_spec.source
     rng = np.random.default_rng(seed)
+    if src.task == "reviews":
+        return _reviews(src.samples, rng)
     tokens = rng.integers(0, src.vocab_size, size=(src.samples, src.length), dtype=np.int32)
     if src.task == "sort":
         target = np.sort(tokens, axis=1)
@@ -70,3 +72,32 @@ def load_generated(data_spec, base_dir, seed) -> Loaded:
     table = Table({"source": tokens, "target": target, "decoder_input": decoder_input}, origin=f"generated {src.task}")
     names = [str(i) for i in range(src.vocab_size)]
     return Loaded(parts={"all": table}, class_names={"target": names}, default_feature="source", default_target="target")
+
+
+# The `reviews` task: one opinion clause among neutral ones; "not" flips the opinion, so the
+# label depends on word order, not only on which words occur.
+_SUBJECTS = ("the movie", "the plot", "the acting", "the soundtrack", "the ending", "this film", "the cast",
+             "the script", "the dialogue", "the director's work")
+_POSITIVE = ("good", "great", "wonderful", "brilliant", "enjoyable", "moving", "clever", "superb", "funny", "fresh")
+_NEGATIVE = ("bad", "awful", "boring", "dull", "terrible", "weak", "predictable", "clumsy", "slow", "forgettable")
+_DEGREES = ("", "really ", "very ", "quite ", "truly ", "rather ")
+_NEUTRAL = ("i watched it on sunday", "we saw it with friends", "it runs for two hours", "it came out last year",
+            "the cinema was full", "my sister picked it", "it is based on a novel", "there is a long chase scene",
+            "the tickets were cheap", "it was shown in english", "we had popcorn", "the lead is a newcomer")
+
+
+def _reviews(samples: int, rng) -> Loaded:
+    """Columns `text` (a short review) and `label` (0 negative, 1 positive)."""
+    texts = np.empty(samples, dtype=object)
+    labels = rng.integers(0, 2, size=samples)
+    for i, label in enumerate(labels):
+        negated = rng.random() < 0.3
+        words = _POSITIVE if bool(label) != negated else _NEGATIVE
+        opinion = (f"{_SUBJECTS[rng.integers(len(_SUBJECTS))]} was {'not ' if negated else ''}"
+                   f"{_DEGREES[rng.integers(len(_DEGREES))]}{words[rng.integers(len(words))]}")
+        clauses = [opinion] + [_NEUTRAL[j] for j in rng.choice(len(_NEUTRAL), size=rng.integers(0, 3), replace=False)]
+        rng.shuffle(clauses)
+        texts[i] = ", ".join(clauses)
+    table = Table({"text": texts, "label": labels.astype(np.int64)}, origin="generated reviews")
+    return Loaded(parts={"all": table}, class_names={"label": ["negative", "positive"]}, default_feature="text",
+                  default_target="label")
