@@ -111,15 +111,19 @@ def test_workers_flag_without_multi_worker_distribution_is_refused(tmp_path):
     assert err.value.problems[0].hint == "--set training.distribution=multi_worker"
 
 
-def test_batch_frequency_tensorboard_is_refused_before_the_cluster_starts(tmp_path):
+@pytest.mark.parametrize("run_dir", ["given", "default"])
+def test_batch_frequency_tensorboard_is_refused_before_the_cluster_starts(run_dir, tmp_path, monkeypatch):
     from kerasflow.spec.loader import load_spec
     from kerasflow.train.multi_worker_stages import train_multi_worker
 
+    monkeypatch.chdir(tmp_path)
     loaded = load_spec(QUICKSTART, ["training.distribution=multi_worker", "tracking.enabled=false",
                                     "training.stages.0.callbacks.tensorboard={update_freq: batch}"])
     with pytest.raises(SpecError, match="multi_worker logs once per epoch") as err:
-        train_multi_worker(loaded, run_dir=tmp_path / "run", workers="127.0.0.1:1", worker_index=0)
+        train_multi_worker(loaded, run_dir=tmp_path / "run" if run_dir == "given" else None,
+                           workers="127.0.0.1:1", worker_index=0)
     assert err.value.problems[0].path == "training.stages[0].callbacks.tensorboard.update_freq"
+    assert list(tmp_path.iterdir()) == []  # the chief wrote nothing: no empty run directory is left behind
 
 
 def test_tuning_refuses_multi_worker(tmp_path):

@@ -15,10 +15,11 @@ import re
 import shutil
 import sys
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from kerasflow.runs import HISTORY_FILE, RunDir
+from kerasflow.runs import HISTORY_FILE, RunDir, new_run_path, removed_if_left_empty
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.train.cluster import Cluster, resolve_cluster
 from kerasflow.train.engine import Session, StageRun, run_stages, set_trainable
@@ -65,45 +66,52 @@ def train_multi_worker(loaded=None, *, run_dir=None, resume=None, quiet: bool = 
 
     cluster = resolve_cluster(workers, worker_index)
     scratch = None if cluster.is_chief else Path(tempfile.mkdtemp(prefix="kerasflow-worker-"))
-    try:
-        if scratch is None:
-            loaded, run, state = open_run(loaded, run_dir, resume)
-            shared = run
-        elif resume is not None:  # the chief's run dir, read (stage weights, backups) but never written
-            loaded, shared, state = open_run(loaded, None, resume)
-            run = RunDir(scratch)
-        else:
-            loaded, run, state = open_run(loaded, scratch, None)
-            shared = RunDir(run_dir) if run_dir is not None else None
-        spec = loaded.spec
-        check_resolved(spec, loaded.locs)
-        _check_callbacks(spec.training.stages)
-        strategy = make_multi_worker_strategy(cluster)  # before the data stage: no TF op may run earlier
-        check_shapes(loaded)
-        seed_everything(spec.seed, spec.training.deterministic)  # one seed everywhere: shuffles must agree
-        if not quiet:
-            print(f"multi_worker: {cluster.task}, {strategy.num_replicas_in_sync} replicas in sync", flush=True)
-        data = prepare_inputs(loaded, run, state, data, shared=shared)
-        with dtype_policy(spec.training.mixed_precision):
-            if not cluster.is_chief:
-                return _train(loaded, run, shared, state, data, strategy, cluster, None, quiet)
-            with tracking(loaded, run, state, tracker) as active:
-                if active is not None:
-                    active.log_params({"workers": cluster.size, "replicas_in_sync": strategy.num_replicas_in_sync},
-                                      prefix="multi_worker")
-                return _train(loaded, run, shared, state, data, strategy, cluster, active, quiet)
-    except Exception as exc:
-        if not _lost_worker(exc):
-            raise
-        # TF cannot recover in-process: the whole cluster must start again.
-        raise SpecError(Problem(
-            path="training.distribution", message=f"{cluster.task}: another worker left the cluster ({_reason(exc)})",
-            hint=f"start every worker again with --resume {shared}: training continues after the last finished "
-                 "epoch" if shared is not None else "start every worker again; give the chief's --run-dir "
-                 "(on storage every worker sees) to each worker so a relaunch can --resume it")) from None
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is None and resume is None and loaded is not None:
+        run_dir = run_dir if run_dir is not None else new_run_path(loaded.spec.name)
+    # As single-worker `train`: the chief failing before it writes anything leaves no empty run directory.
+    # Only the chief: a worker must never remove the directory the chief is about to fill.
+    with removed_if_left_empty(run_dir) if scratch is None and resume is None and run_dir is not None \
+            else nullcontext():
+        try:
+            if scratch is None:
+                loaded, run, state = open_run(loaded, run_dir, resume)
+                shared = run
+            elif resume is not None:  # the chief's run dir, read (stage weights, backups) but never written
+                loaded, shared, state = open_run(loaded, None, resume)
+                run = RunDir(scratch)
+            else:
+                loaded, run, state = open_run(loaded, scratch, None)
+                shared = RunDir(run_dir) if run_dir is not None else None
+            spec = loaded.spec
+            check_resolved(spec, loaded.locs)
+            _check_callbacks(spec.training.stages)
+            strategy = make_multi_worker_strategy(cluster)  # before the data stage: no TF op may run earlier
+            check_shapes(loaded)
+            seed_everything(spec.seed, spec.training.deterministic)  # one seed everywhere: shuffles must agree
+            if not quiet:
+                print(f"multi_worker: {cluster.task}, {strategy.num_replicas_in_sync} replicas in sync", flush=True)
+            data = prepare_inputs(loaded, run, state, data, shared=shared)
+            with dtype_policy(spec.training.mixed_precision):
+                if not cluster.is_chief:
+                    return _train(loaded, run, shared, state, data, strategy, cluster, None, quiet)
+                with tracking(loaded, run, state, tracker) as active:
+                    if active is not None:
+                        active.log_params({"workers": cluster.size, "replicas_in_sync": strategy.num_replicas_in_sync},
+                                          prefix="multi_worker")
+                    return _train(loaded, run, shared, state, data, strategy, cluster, active, quiet)
+        except Exception as exc:
+            if not _lost_worker(exc):
+                raise
+            # TF cannot recover in-process: the whole cluster must start again.
+            raise SpecError(Problem(
+                path="training.distribution",
+                message=f"{cluster.task}: another worker left the cluster ({_reason(exc)})",
+                hint=f"start every worker again with --resume {shared}: training continues after the last finished "
+                     "epoch" if shared is not None else "start every worker again; give the chief's --run-dir "
+                     "(on storage every worker sees) to each worker so a relaunch can --resume it")) from None
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _lost_worker(exc: Exception) -> bool:
