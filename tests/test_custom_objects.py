@@ -38,27 +38,68 @@ def test_every_module_that_registers_keras_objects_is_listed():
     assert registering == set(MODULES)
 
 
-def _fresh(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+# Two fresh interpreters (a TensorFlow import each), started together, cover every
+# order a user can import in; the tests below assert on what each printed.
+AFTER_KERASFLOW = """
+import json, sys, kerasflow
+assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'import kerasflow imported Keras'
+import keras
+from kerasflow.model.custom_objects import MODULES
+print('registered', sorted(n for n, o in keras.saving.get_custom_objects().items() if o.__module__ in MODULES))
+paths = json.load(open(sys.argv[1]))
+for p in paths:
+    keras.saving.load_model(p)
+print('loaded', len(paths))
+"""
+KERAS_FIRST = """
+import json, sys, keras
+paths = json.load(open(sys.argv[1]))
+try:
+    for p in paths:
+        keras.saving.load_model(p)
+    print('loaded without kerasflow')
+except Exception as exc:
+    print('without kerasflow:', str(exc).replace(chr(10), ' '))
+import kerasflow
+print('registered', keras.saving.get_registered_object('kerasflow>LinearWarmup'))
+for p in paths:
+    keras.saving.load_model(p)
+print('loaded', len(paths))
+"""
 
 
+@pytest.fixture(scope="module")
+def fresh_loads(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, int]]:
+    """Every layer, block and schedule saved once, then loaded in both fresh processes."""
+    tmp_path = tmp_path_factory.mktemp("custom_objects")
+    paths = _save_every_model(tmp_path)
+    listing = tmp_path / "models.json"
+    listing.write_text(json.dumps(paths))
+    procs = {name: subprocess.Popen([sys.executable, "-c", code, str(listing)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name, code in {"after_kerasflow": AFTER_KERASFLOW, "keras_first": KERAS_FIRST}.items()}
+    out = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=300)
+        out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), len(paths))
+    return out
+
+
+@pytest.mark.slow
 @pytest.mark.integration  # fresh interpreters: kept out of the fast subset
-def test_import_kerasflow_registers_on_keras_import_without_importing_keras():
-    res = _fresh(
-        "import sys, kerasflow\n"
-        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'import kerasflow imported Keras'\n"
-        "import keras\n"
-        "from kerasflow.model.custom_objects import MODULES\n"
-        "names = [n for n, o in keras.saving.get_custom_objects().items() if o.__module__ in MODULES]\n"
-        "print(sorted(names))\n")
-    assert res.returncode == 0, res.stderr
+def test_import_kerasflow_registers_on_keras_import_without_importing_keras(fresh_loads):
+    res, _ = fresh_loads["after_kerasflow"]
+    assert res.returncode == 0, res.stderr[-3000:]
     assert "kerasflow>LinearWarmup" in res.stdout and "kerasflow>PositionalEmbedding" in res.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.integration  # fresh interpreters: kept out of the fast subset
-def test_keras_imported_before_kerasflow_gets_the_objects_too():
-    res = _fresh("import keras, kerasflow\nprint(keras.saving.get_registered_object('kerasflow>LinearWarmup'))")
-    assert res.returncode == 0 and "LinearWarmup" in res.stdout, res.stderr
+def test_keras_imported_before_kerasflow_gets_the_objects_too(fresh_loads):
+    res, count = fresh_loads["keras_first"]
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "registered <class" in res.stdout and "LinearWarmup" in res.stdout
+    assert f"loaded {count}" in res.stdout
 
 
 def _save_every_model(tmp_path) -> list[str]:
@@ -92,17 +133,12 @@ def _save_every_model(tmp_path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_every_layer_block_and_schedule_loads_in_a_fresh_process_after_import_kerasflow(tmp_path):
-    paths = _save_every_model(tmp_path)
-    listing = tmp_path / "models.json"
-    listing.write_text(json.dumps(paths))
-    load_all_of = (f"import json, kerasflow, keras\n"
-                   f"for p in json.load(open({str(listing)!r})):\n"
-                   f"    keras.saving.load_model(p)\n"
-                   f"print('loaded', len(json.load(open({str(listing)!r}))))\n")
-    res = _fresh(load_all_of)
+@pytest.mark.integration
+def test_every_layer_block_and_schedule_loads_in_a_fresh_process_after_import_kerasflow(fresh_loads):
+    res, count = fresh_loads["after_kerasflow"]
     assert res.returncode == 0, res.stderr[-3000:]
-    assert f"loaded {len(paths)}" in res.stdout
+    assert f"loaded {count}" in res.stdout
     # Without kerasflow the custom objects are unknown: the registration is what makes it work.
-    res = _fresh(load_all_of.replace("import json, kerasflow, keras", "import json, keras"))
-    assert res.returncode != 0 and "Could not locate class" in res.stderr and "kerasflow>" in res.stderr
+    res, _ = fresh_loads["keras_first"]
+    without = next(line for line in res.stdout.splitlines() if line.startswith(("without", "loaded without")))
+    assert "Could not locate class" in without and "kerasflow>" in without, without

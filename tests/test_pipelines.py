@@ -4,14 +4,11 @@ gallery with fewer epochs and a quality floor, stage caching and resumption."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import QUICKSTART, REPO, kerasflow_cli
 from kerasflow.pipeline import select_stages, stage_inputs
 from kerasflow.spec.errors import SpecError
 
@@ -21,12 +18,6 @@ NEEDS_NETWORK = {"mnist_mlp.yaml", "imdb_lstm.yaml"}
 TESTED_ELSEWHERE = {"digits_finetune.yaml",  # tests/test_finetune.py
                     "breast_cancer_auto.yaml", "digits_auto.yaml",  # tests/test_auto_models.py
                     "reviews_bert_finetune.yaml"}  # tests/test_hub.py
-
-
-def kerasflow(*args, cwd):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "kerasflow.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=900)
 
 
 # ---------------------------------------------------------------- fast, no TensorFlow
@@ -57,11 +48,10 @@ def test_stage_hashes_follow_what_each_stage_reads():
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_quickstart_runs_then_caches(tmp_path):
-    res = kerasflow("run", str(PIPELINES / "quickstart.yaml"), cwd=tmp_path)
+def test_quickstart_runs_then_caches(quickstart_run):
+    res, tmp_path = quickstart_run.result, quickstart_run.cwd
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "quickstart" / "pipeline"
-    metrics = json.loads((run_dir / "train" / "metrics.json").read_text())
+    metrics = quickstart_run.metrics
     assert metrics["test_accuracy"] >= 0.95, metrics
     version_dir = tmp_path / "models" / "quickstart" / "1"
     assert (version_dir / "saved_model.pb").is_file()
@@ -76,7 +66,7 @@ def test_quickstart_runs_then_caches(tmp_path):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
 
-    again = kerasflow("run", str(PIPELINES / "quickstart.yaml"), cwd=tmp_path)
+    again = kerasflow_cli("run", str(QUICKSTART), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     for stage in ("validate", "train", "evaluate", "export", "serve_check"):
         assert f"[{stage}] cached" in again.stdout, again.stdout
