@@ -4,8 +4,10 @@ Each test fails loudly when an upgrade changes it (setup.cfg pins the upper boun
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
+from conftest import DIGITS_MLP
 
 
 def test_keras_tuner_still_declares_the_space_through_populate_initial_space():
@@ -21,6 +23,47 @@ def test_keras_tuner_still_declares_the_space_through_populate_initial_space():
     assert "self._populate_initial_space()" in source
     assert all("_populate_initial_space" in vars(cls.__mro__[1]) for cls in _CLASSES.values())
     assert kt.__version__.startswith("1.4."), "re-check this contract, then raise the bound in setup.cfg"
+
+
+def test_every_keras_tuner_state_file_is_written_atomically(tmp_path):
+    """KerasTuner writes oracle.json, trial.json and tuner0.json through
+    `Stateful.save` -> `utils.save_json`, which kerasflow replaces so that a
+    killed search never leaves a cut file behind (the resume crashed on one)."""
+    import keras_tuner as kt
+    from keras_tuner.src import utils
+    from keras_tuner.src.engine import stateful
+
+    from kerasflow.tune.tuners import save_json_atomically
+
+    assert "utils.save_json(" in inspect.getsource(stateful.Stateful.save)
+    assert utils.save_json is save_json_atomically
+    oracle = kt.oracles.RandomSearchOracle(max_trials=1)
+    oracle.hyperparameters.Int("units", 1, 4)
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.create_trial("t0")
+    oracle.save()
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert saved == ["p/oracle.json", "p/trial_0/trial.json"], saved  # no temporary file is left next to them
+    assert json.loads((tmp_path / "p" / "oracle.json").read_text())["ongoing_trials"] == {"t0": "0"}
+    assert json.loads((tmp_path / "p" / "trial_0" / "trial.json").read_text())["status"] == "RUNNING"
+
+
+def test_a_cut_tuning_file_is_a_clear_error_naming_it(tmp_path):
+    from click.testing import CliRunner
+
+    from kerasflow.cli import cli
+
+    sets = ["training.stages=[{name: main, epochs: 1, steps_per_epoch: 1, optimizer: {type: adam, learning_rate: "
+            "{tune: choice, values: [0.01, 0.001]}}}]", "tuning={tuner: grid, max_trials: 1}"]
+    args = ["tune", str(DIGITS_MLP), "--run-dir", str(tmp_path / "run"), "--quiet",
+            *(arg for s in sets for arg in ("--set", s))]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    oracle = tmp_path / "run" / "keras_tuner" / "oracle.json"
+    oracle.write_text("")  # what KerasTuner's own truncate-then-write left when killed in between
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert f"{oracle}: a killed search left this tuning file incomplete" in result.output
+    assert "--restart" in result.output and "Traceback" not in result.output
 
 
 def test_tf_idf_weights_computed_publicly_are_the_ones_keras_adapts():

@@ -11,12 +11,14 @@ mode: the chief serves the oracle over gRPC, workers run trials.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+from keras_tuner.src import utils as kt_utils
 
 from kerasflow.runs import default_dir
 from kerasflow.spec.errors import Problem, SpecError
@@ -32,6 +34,24 @@ PROJECT = "keras_tuner"  # KerasTuner's project directory inside the run directo
 BEST_FILE = "best.yaml"
 PLOT_FILE = "tuning.png"
 _SEARCH_FILE = "kerasflow_search.json"  # which search space the project belongs to
+
+
+def save_json_atomically(path, obj) -> str:
+    """KerasTuner's `utils.save_json`, but a killed search leaves the old file or
+    the new one. KerasTuner truncates, then writes: a SIGKILL in between left an
+    empty `oracle.json` (or `trial.json`) and the resumed search crashed reading
+    it. Every KerasTuner state file is written through this function
+    (`Stateful.save`); `tests/test_library_contracts.py` keeps that true."""
+    text = json.dumps(obj)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return text
+
+
+kt_utils.save_json = save_json_atomically
 
 
 @dataclass
@@ -329,6 +349,12 @@ def _check_project(project: Path, key: str, restart: bool) -> None:
     marker = project / _SEARCH_FILE
     if restart or not marker.exists():
         return
+    for state in sorted(project.glob("**/*.json")):  # written atomically now; an older kerasflow could leave a cut one
+        try:
+            json.loads(state.read_text())
+        except (ValueError, OSError):
+            raise SpecError(Problem(path=str(state), message="a killed search left this tuning file incomplete",
+                                    hint="rerun with --restart to start over, or use another --run-dir")) from None
     if json.loads(marker.read_text()).get("search") != key:
         raise SpecError(Problem(path=str(project), message="this tuning project was started for another search space",
                                 hint="rerun with --restart to start over, or use another --run-dir"))
