@@ -33,10 +33,11 @@ def test_every_keras_tuner_state_file_is_written_atomically(tmp_path):
     from keras_tuner.src import utils
     from keras_tuner.src.engine import stateful
 
-    from kerasflow.tune.tuners import save_json_atomically
+    import kerasflow.tune.tuners  # noqa: F401  (installs the writer)
+    from kerasflow.runs import write_json
 
     assert "utils.save_json(" in inspect.getsource(stateful.Stateful.save)
-    assert utils.save_json is save_json_atomically
+    assert utils.save_json is write_json
     oracle = kt.oracles.RandomSearchOracle(max_trials=1)
     oracle.hyperparameters.Int("units", 1, 4)
     oracle._set_project_dir(str(tmp_path), "p")

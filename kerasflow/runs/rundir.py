@@ -71,12 +71,16 @@ def removed_if_left_empty(path: str | os.PathLike):
         raise
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically: a killed process leaves the old file or the new one."""
+def write_json(path: str | os.PathLike, value: Any) -> str:
+    """Write JSON atomically: a killed process leaves the old file or the new one.
+    Returns the text written (what KerasTuner's `utils.save_json`, which this
+    replaces, returns)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=_jsonable) + "\n")
+    text = json.dumps(value, indent=2, default=_jsonable) + "\n"
+    tmp.write_text(text)
     os.replace(tmp, path)
+    return text
 
 
 def _jsonable(value: Any) -> Any:

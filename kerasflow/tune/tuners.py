@@ -11,7 +11,6 @@ mode: the chief serves the oracle over gRPC, workers run trials.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import keras_tuner as kt
 from keras_tuner.src import utils as kt_utils
 
-from kerasflow.runs import default_dir
+from kerasflow.runs import default_dir, write_json
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.spec.loader import spec_hash
 from kerasflow.spec.search_space import RESERVED_PREFIX, find_params
@@ -36,22 +35,12 @@ PLOT_FILE = "tuning.png"
 _SEARCH_FILE = "kerasflow_search.json"  # which search space the project belongs to
 
 
-def save_json_atomically(path, obj) -> str:
-    """KerasTuner's `utils.save_json`, but a killed search leaves the old file or
-    the new one. KerasTuner truncates, then writes: a SIGKILL in between left an
-    empty `oracle.json` (or `trial.json`) and the resumed search crashed reading
-    it. Every KerasTuner state file is written through this function
-    (`Stateful.save`); `tests/test_library_contracts.py` keeps that true."""
-    text = json.dumps(obj)
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return text
-
-
-kt_utils.save_json = save_json_atomically
+# KerasTuner writes its state files (oracle.json, trial.json, tuner0.json) with
+# `utils.save_json`, which truncates then writes: a search killed in between left
+# an empty oracle.json and the resume crashed reading it. Every one goes through
+# `Stateful.save` -> `utils.save_json` (tests/test_library_contracts.py keeps that
+# true), so kerasflow's atomic writer takes its place.
+kt_utils.save_json = write_json
 
 
 @dataclass
@@ -139,7 +128,7 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
             tuner = _make_tuner(tuning, hypermodel, objective, project, spec.seed,
                                 overwrite=restart and role != "worker", parent=parent)
             if role != "worker":
-                (project / _SEARCH_FILE).write_text(json.dumps({"search": search_key}))
+                write_json(project / _SEARCH_FILE, {"search": search_key})
                 parent.save()
                 tuner.settle_trial_runs()
             tuner.search(verbose=0 if quiet else 1)
@@ -349,12 +338,13 @@ def _check_project(project: Path, key: str, restart: bool) -> None:
     marker = project / _SEARCH_FILE
     if restart or not marker.exists():
         return
+    states = {}
     for state in sorted(project.glob("**/*.json")):  # written atomically now; an older kerasflow could leave a cut one
         try:
-            json.loads(state.read_text())
+            states[state] = json.loads(state.read_text())
         except (ValueError, OSError):
             raise SpecError(Problem(path=str(state), message="a killed search left this tuning file incomplete",
                                     hint="rerun with --restart to start over, or use another --run-dir")) from None
-    if json.loads(marker.read_text()).get("search") != key:
+    if states[marker].get("search") != key:
         raise SpecError(Problem(path=str(project), message="this tuning project was started for another search space",
                                 hint="rerun with --restart to start over, or use another --run-dir"))
