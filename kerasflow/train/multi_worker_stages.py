@@ -66,12 +66,12 @@ def train_multi_worker(loaded=None, *, run_dir=None, resume=None, quiet: bool = 
 
     cluster = resolve_cluster(workers, worker_index)
     scratch = None if cluster.is_chief else Path(tempfile.mkdtemp(prefix="kerasflow-worker-"))
-    if scratch is None and resume is None and loaded is not None:
-        run_dir = run_dir if run_dir is not None else new_run_path(loaded.spec.name)
     # As single-worker `train`: the chief failing before it writes anything leaves no empty run directory.
     # Only the chief: a worker must never remove the directory the chief is about to fill.
-    with removed_if_left_empty(run_dir) if scratch is None and resume is None and run_dir is not None \
-            else nullcontext():
+    new_chief_run = scratch is None and resume is None and loaded is not None
+    if new_chief_run and run_dir is None:
+        run_dir = new_run_path(loaded.spec.name)
+    with removed_if_left_empty(run_dir) if new_chief_run else nullcontext():
         try:
             if scratch is None:
                 loaded, run, state = open_run(loaded, run_dir, resume)
