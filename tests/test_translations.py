@@ -135,22 +135,31 @@ model:
   outputs: {{label: logits}}
 """, "{type: binary_crossentropy, from_logits: true}")
 
-    # The example's make_model(input_shape, num_classes=2), layers named.
+    theirs = keras_io_xception([f"block_{size}" for size in (256, 512, 728)])
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert_same_model(ours, theirs, {"image": x}, x, atol=1e-4)
+
+
+def keras_io_xception(block_names: list[str]):
+    """keras.io/examples/vision/image_classification_from_scratch's
+    make_model(input_shape=(32, 32, 3), num_classes=2), its layers named as the
+    spec's nodes: the three residual blocks as `block_names`."""
     inputs = keras.Input(shape=(32, 32, 3))
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.Conv2D(128, 3, strides=2, padding="same", name="entry_conv")(x)
     x = layers.BatchNormalization(name="entry_bn")(x)
     x = layers.Activation("relu")(x)
     previous_block_activation = x
-    for size in [256, 512, 728]:
+    for node, size in zip(block_names, [256, 512, 728]):
         x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(size, 3, padding="same", name=f"block_{size}.sepconv_1")(x)
-        x = layers.BatchNormalization(name=f"block_{size}.bn_1")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", name=f"{node}.sepconv_1")(x)
+        x = layers.BatchNormalization(name=f"{node}.bn_1")(x)
         x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(size, 3, padding="same", name=f"block_{size}.sepconv_2")(x)
-        x = layers.BatchNormalization(name=f"block_{size}.bn_2")(x)
+        x = layers.SeparableConv2D(size, 3, padding="same", name=f"{node}.sepconv_2")(x)
+        x = layers.BatchNormalization(name=f"{node}.bn_2")(x)
         x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        residual = layers.Conv2D(size, 1, strides=2, padding="same", name=f"block_{size}.shortcut.project")(
+        residual = layers.Conv2D(size, 1, strides=2, padding="same", name=f"{node}.shortcut.project")(
             previous_block_activation)
         x = layers.add([x, residual])
         previous_block_activation = x
@@ -160,10 +169,7 @@ model:
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.25)(x)
     outputs = layers.Dense(1, activation=None, name="logits")(x)
-    theirs = keras.Model(inputs, outputs)
-
-    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    assert_same_model(ours, theirs, {"image": x}, x, atol=1e-4)
+    return keras.Model(inputs, outputs)
 
 
 class TransformerBlock(layers.Layer):
@@ -489,31 +495,6 @@ model:
     names = [layer.name for layer in ours.layers]
     assert {"blocks_0.sepconv_1", "blocks_1.shortcut.project", "blocks.sepconv_2", "blocks.add"} <= set(names)
 
-    inputs = keras.Input(shape=(32, 32, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(128, 3, strides=2, padding="same", name="entry_conv")(x)
-    x = layers.BatchNormalization(name="entry_bn")(x)
-    x = layers.Activation("relu")(x)
-    previous_block_activation = x
-    for i, size in enumerate([256, 512, 728]):
-        node = "blocks" if size == 728 else f"blocks_{i}"
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(size, 3, padding="same", name=f"{node}.sepconv_1")(x)
-        x = layers.BatchNormalization(name=f"{node}.bn_1")(x)
-        x = layers.Activation("relu")(x)
-        x = layers.SeparableConv2D(size, 3, padding="same", name=f"{node}.sepconv_2")(x)
-        x = layers.BatchNormalization(name=f"{node}.bn_2")(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-        residual = layers.Conv2D(size, 1, strides=2, padding="same", name=f"{node}.shortcut.project")(
-            previous_block_activation)
-        x = layers.add([x, residual])
-        previous_block_activation = x
-    x = layers.SeparableConv2D(1024, 3, padding="same", name="exit_sepconv")(x)
-    x = layers.BatchNormalization(name="exit_bn")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(0.25)(x)
-    outputs = layers.Dense(1, activation=None, name="logits")(x)
-    theirs = keras.Model(inputs, outputs)
+    theirs = keras_io_xception(["blocks_0", "blocks_1", "blocks"])
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     assert_same_model(ours, theirs, {"image": x}, x, atol=1e-4)
