@@ -48,7 +48,7 @@ def test_cli_reports_strict_case_without_traceback(tmp_path, changes, path, frag
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
-    assert f"spec.yaml:" in res.stderr and f"{path}:" in res.stderr and fragment in res.stderr
+    assert "spec.yaml:" in res.stderr and f"{path}:" in res.stderr and fragment in res.stderr
 
 
 def test_base_yaml_is_the_shared_one():

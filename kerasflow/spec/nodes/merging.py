@@ -4,7 +4,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from kerasflow.spec.base import Count, Tunable, Width
+from kerasflow.spec.base import Tunable, Width
 from kerasflow.spec.nodes.layers import KerasLayer, Rate
 from kerasflow.spec.registry import register_layer
 

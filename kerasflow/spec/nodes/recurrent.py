@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from kerasflow.spec.base import Count, Tunable, Width
+from kerasflow.spec.base import Tunable, Width
 from kerasflow.spec.nodes.layers import Activation, KerasLayer, Rate
 from kerasflow.spec.registry import register_layer
 
