@@ -315,13 +315,7 @@ class Recorder:
 
     def register(self, model_uri: str, name: str, *, alias: str = "champion", objective: str,
                  mode: str, value: float | None) -> dict[str, Any]:
-        """Register `model_uri` as a new version of `name` and move `alias` to it only
-        when this run did not fail and `value` of `objective` is at least as good
-        (>= for mode `max`, <= for `min`) as the alias holder's.
-
-        The decision and its reason are tags on the version (`kerasflow.alias_decision`,
-        `kerasflow.alias_reason`) and on the run. Returns the decision as a dict.
-        """
+        """Register `model_uri` as a version of `name`; see `RunTracker.register`."""
         from kerasflow.track.registry import register_version, require_model
 
         decision = undecided_registration(name, alias=alias, objective=objective, mode=mode, value=value)
