@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from kerasflow.runs import SPEC_FILE, default_dir
+from kerasflow.runs import SPEC_FILE, default_dir, write_text
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.spec.loader import LoadedSpec, load_spec, load_spec_dict, spec_hash
 from kerasflow.spec.schema import PIPELINE_STAGES
@@ -132,9 +132,7 @@ class _State:
         self.data["stages"][stage] = entry
         if self.read_only:
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.path)  # atomic: a kill never leaves half a state file
+        write_text(self.path, json.dumps(self.data, indent=2, default=str))  # a kill never leaves half a state file
 
 
 def run_pipeline(path: str | os.PathLike, *, overrides: Sequence[str] = (), only: Sequence[str] = (),

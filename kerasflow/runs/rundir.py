@@ -71,15 +71,20 @@ def removed_if_left_empty(path: str | os.PathLike):
         raise
 
 
-def write_json(path: str | os.PathLike, value: Any) -> str:
-    """Write JSON atomically: a killed process leaves the old file or the new one.
-    Returns the text written (what KerasTuner's `utils.save_json`, which this
-    replaces, returns)."""
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a file atomically: a killed process leaves the old file or the new
+    one, never half of one (a hidden temporary beside it, then a rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    text = json.dumps(value, indent=2, default=_jsonable) + "\n"
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str | os.PathLike, value: Any) -> str:
+    """Write JSON atomically (`write_text`). Returns the text written (what
+    KerasTuner's `utils.save_json`, which this replaces, returns)."""
+    text = json.dumps(value, indent=2, default=_jsonable) + "\n"
+    write_text(path, text)
     return text
 
 
@@ -122,9 +127,7 @@ class RunDir:
         import yaml
 
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / f".{SPEC_FILE}.tmp"
-        tmp.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=100))
-        os.replace(tmp, self.path / SPEC_FILE)
+        write_text(self.path / SPEC_FILE, yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=100))
         write_json(self.path / STATS_FILE, stats)
         write_json(self.path / TARGETS_FILE, targets)
 

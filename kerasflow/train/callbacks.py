@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kerasflow.runs import CHECKPOINTS_DIR, HISTORY_FILE, RunDir
+from kerasflow.runs import CHECKPOINTS_DIR, HISTORY_FILE, RunDir, write_text
 from kerasflow.spec.errors import Problem, SpecError
 
 EPOCH, STAGE = "epoch", "stage"
@@ -184,9 +184,7 @@ def write_history(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (_fmt(v) if isinstance(v, float) else v) for k, v in row.items()})
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_text(path, buf.getvalue())
 
 
 def _fmt(value: float) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kerasflow.runs import write_text
 from kerasflow.tune.distributed import Role
 
 PARENT_RUN_FILE = "mlflow_parent_run_id"  # in the project directory: the run a rerun or a worker reopens
@@ -51,7 +52,7 @@ class ParentRun:
 
     def save(self) -> None:
         if self.run_id:
-            self.file.write_text(self.run_id)
+            write_text(self.file, self.run_id)  # a kill mid-write would leave no id: a second parent run
 
     def trial_runs(self) -> dict[str, Any]:
         """The MLflow runs earlier attempts of this search opened, by trial id,

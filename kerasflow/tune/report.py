@@ -4,11 +4,11 @@ the objective per trial and per hyperparameter, and `best.yaml`."""
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
 
+from kerasflow.runs import write_text
 from kerasflow.spec.search_space import Param, substitute
 
 TOP = 10
@@ -153,7 +153,5 @@ def write_best(raw: dict, values: dict[str, Any], path: Path, *, header: str) ->
     if isinstance(best.get("stages"), list):
         best["stages"] = [s for s in best["stages"] if s != "tune"]
     text = yaml.safe_dump(best, sort_keys=False, default_flow_style=None, width=100)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(f"# {header}\n# retrain with: kerasflow train {path}\n{text}")
-    os.replace(tmp, path)
+    write_text(path, f"# {header}\n# retrain with: kerasflow train {path}\n{text}")
     return path
