@@ -91,3 +91,47 @@ def test_a_tuned_two_stage_balanced_spec_searches_and_best_yaml_retrains_to_the_
     assert trained.history["stage"] == ["warmup", "warmup", "top", "top"]
     # Same seed, same data, same stages: the trial's score again, within noise.
     assert trained.history["val_accuracy"][-1] == pytest.approx(result.best_score, abs=0.02)
+
+
+@pytest.mark.slow
+def test_hyperband_over_two_stages_continues_trials_in_the_last_stage_with_its_freeze(tmp_path):
+    """Hyperband's budget is the last stage's epochs: a new trial trains `warmup`
+    and then `top` for its round's budget; a continued trial starts from the
+    earlier trial's weights and trains only the rest of `top`, still frozen."""
+    from kerasflow.tune import tune
+
+    overrides = [TWO_STAGES.replace("epochs: 2, freeze", "epochs: 3, freeze"),
+                 "model.sequential.1.units={tune: int, min: 16, max: 64, step: 16}",
+                 "tuning={tuner: hyperband, objective: val_accuracy, max_epochs: 3, factor: 3}"]
+    result = tune(load_spec(DIGITS_MLP, overrides), run_dir=tmp_path / "tune", quiet=True)
+    project = tmp_path / "tune" / "keras_tuner"
+
+    assert len(result.trials) == 6 and all(r["status"] == "COMPLETED" for r in result.trials)
+    continued = 0
+    for row in result.trials:
+        start, end = row["values"]["tuner/initial_epoch"], row["values"]["tuner/epochs"]
+        with open(project / f"trial_{row['trial_id']}" / "history.csv") as fh:
+            rows = [(int(r["epoch"]), r["stage"]) for r in csv.DictReader(fh)]
+        top = [(2 + e, "top") for e in range(start, end)]  # `top` counts its epochs after warmup's 2
+        if start == 0:
+            assert rows == [(0, "warmup"), (1, "warmup"), *top]
+        else:
+            continued += 1
+            assert rows == top  # warmup is not run again
+            # it went on from its source trial's weights, and `top` kept hidden1/hidden2 frozen
+            mine, source = _weights(project, row["trial_id"]), _weights(project, row["values"]["tuner/trial_id"])
+            for layer in ("dense", "dense_1"):  # hidden1, hidden2
+                np.testing.assert_array_equal(mine[layer], source[layer])
+            assert not np.allclose(mine["dense_2"], source["dense_2"])  # the output layer trained on
+    assert continued > 0  # hyperband's schedule continues the best of the short round
+    best = load_spec(result.best_spec_path).spec
+    assert [s.epochs for s in best.training.stages] == [2, 3]
+    assert best.training.stages[1].freeze == ["hidden1", "hidden2"]
+
+
+def _weights(project, trial_id: str) -> dict:
+    """Kernels in a trial's KerasTuner checkpoint, by Keras' layer path (`dense` is hidden1)."""
+    import h5py
+
+    with h5py.File(project / f"trial_{trial_id}" / "checkpoint.weights.h5") as f:
+        return {name: f[f"layers/{name}/vars/0"][()] for name in ("dense", "dense_1", "dense_2")}
