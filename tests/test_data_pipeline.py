@@ -3,6 +3,8 @@ streamed CSV, several targets, preprocessing built from stats, fingerprints."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,6 +106,8 @@ def test_stream_csv_matches_the_file(tmp_path, monkeypatch):
     assert prepared.targets["kind"]["class_names"] == ["cat", "dog"]
     batch, _ = next(iter(prepared.train))
     assert batch["ab"].shape == (50, 2) and batch["colour"].dtype == "string"
+    # Keras is told the steps per epoch (it warns "Your input ran out of data" when it is not)
+    assert int(prepared.train.cardinality()) == -(-prepared.sizes["train"] // 50) == len(list(prepared.train))
     test_a = set(prepared.arrays("test")[0]["ab"][:, 0].tolist())
     assert test_a and not test_a & set(features["ab"][:, 0].tolist())  # splits are disjoint
 
@@ -112,6 +116,41 @@ def test_stream_csv_matches_the_file(tmp_path, monkeypatch):
     frame.to_csv(path, index=False)
     with pytest.raises(SpecError, match=r"row 300 \(big.csv line 302\)"):
         prepare_data(make_spec(data))
+
+
+@pytest.mark.slow
+def test_streamed_training_prints_no_tensorflow_noise_and_learns(tmp_path):
+    """`kerasflow train` on a streamed CSV, a column range as one feature: what the
+    user sees is the run's result, not one TensorFlow ERROR line per batch."""
+    from conftest import kerasflow_cli
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1200, 4))
+    frame = pd.DataFrame(x, columns=["f0", "f1", "f2", "f3"]).assign(label=(x.sum(axis=1) > 0).astype(int))
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "s.yaml").write_text("""kerasflow: 1
+name: streamed
+data:
+  source: {type: csv, path: d.csv, stream: true}
+  features:
+    x: {type: numeric, shape: [4], columns: {start: 0, stop: 4}, normalize: true}
+  target: {name: label, type: category, num_classes: 2}
+  split: {validation: 0.2, test: 0.2}
+  batch_size: 64
+model:
+  sequential:
+    - {layer: dense, name: out, units: 2, activation: softmax}
+training:
+  loss: sparse_categorical_crossentropy
+  metrics: [accuracy]
+  stages: [{name: main, epochs: 4, optimizer: {type: adam, learning_rate: 0.05}}]
+tracking: {enabled: false}
+""")
+    result = kerasflow_cli("train", "s.yaml", "--run-dir", "run", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "RefCount" not in output and "ran out of data" not in output, output[-2000:]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] > 0.9
 
 
 def test_stream_refuses_features_it_cannot_read(tmp_path):

@@ -75,9 +75,10 @@ def prepare_stream(spec, *, base_dir=None):
     reader = _Reader(data_spec, names, mapping, targets, scan["strings"], seed, carve)
 
     def read(part: str, training: bool, size: int):
+        rows = scan["sizes"][part]
         if part in files:  # a file of its own, or the train file minus the carved rows
-            return reader.dataset(files[part], 0 if part == "train" else None, training, size)
-        return reader.dataset(files["train"], PARTS.index(part), training, size)
+            return reader.dataset(files[part], 0 if part == "train" else None, training, size, rows)
+        return reader.dataset(files["train"], PARTS.index(part), training, size, rows)
 
     datasets = {p: read(p, p == "train", batch_size) if p in files or carve[p] > 0 else None for p in PARTS}
     for part, ds in datasets.items():
@@ -182,8 +183,9 @@ class _Reader:
         self.strings, self.seed, self.carve = strings, seed, carve
         self.select = sorted({names.index(c) for cols in mapping.values() for c in cols})
 
-    def dataset(self, path, code: int | None, training: bool, batch_size: int):
-        """Batches of `path`; with `code`, only the rows the hash assigns to that split."""
+    def dataset(self, path, code: int | None, training: bool, batch_size: int, rows: int):
+        """Batches of `path`; with `code`, only the rows the hash assigns to that split
+        (`rows` of them, as the scan counted: Keras then knows the steps per epoch)."""
         import tensorflow as tf
 
         spec = self.data_spec
@@ -201,11 +203,15 @@ class _Reader:
         parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=spec.deterministic)
         # `_decode` branches on static dtypes only: AutoGraph's conversion would only cost start-up time.
         ds = blocks.map(tf.autograph.experimental.do_not_convert(self._decode), **parallel).rebatch(BLOCK_LINES)
+        # Blocks are views into their parse block; a second `rebatch` of views logs "Tensor RefCount
+        # not reliable if buf_ points to a SubBuffer" (an ERROR line per batch) in TF 2.21: own copies don't.
+        ds = ds.map(_own_copy, **parallel)
         if spec.cache is not False:  # parsed blocks: later epochs neither read nor parse
             ds = ds.cache() if spec.cache is True else ds.cache(f"{spec.cache}.{Path(path).stem}.{code}")
         if training:
             ds = ds.shuffle(max(spec.shuffle_buffer // BLOCK_LINES, 2), seed=self.seed, reshuffle_each_iteration=True)
-        ds = ds.rebatch(batch_size)
+        # `rebatch` loses the cardinality: without it Keras warns "Your input ran out of data" every run
+        ds = ds.rebatch(batch_size).apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
         options = tf.data.Options()
         options.deterministic = spec.deterministic
         return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -247,3 +253,9 @@ class _Reader:
             y = tf.cast(y, tf.int32)  # numeric labels are already class indices 0..n-1
             targets[target.name] = tf.cast(tf.reshape(y, [-1, 1]), tf.float32) if info["type"] == "binary" else y
         return features, targets
+
+
+def _own_copy(features, targets):
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda x: tf.raw_ops.DeepCopy(x=x), (features, targets))
