@@ -88,6 +88,15 @@ def test_set_unknown_key_is_a_schema_error(tmp_path):
     assert problem.path == "training.stages[0].epochz" and "--set #1" in str(problem.location)
 
 
+def test_a_mapping_created_by_set_is_located_at_the_set(tmp_path):
+    # model.nodes.h9 does not exist: the error is the --set's, not the `model:` line's of the file
+    spec = write(tmp_path / "s.yaml", BASE_YAML)
+    with pytest.raises(SpecError) as info:
+        load_spec(spec, ["training.epochs=3", "model.nodes.h9.units=8"])
+    problems = {p.path: str(p.location) for p in info.value.problems}
+    assert problems == {"training.epochs": "--set #1:1:1", "model.nodes.h9": "--set #2:1:1"}
+
+
 def test_env_and_vars_interpolation(tmp_path, monkeypatch):
     monkeypatch.setenv("KF_EXPERIMENT", "from-env")
     text = BASE_YAML + "vars: {width: 32}\ntracking: {experiment: '${env:KF_EXPERIMENT}', run_name: 'w${width}'}\n"

@@ -177,14 +177,29 @@ def apply_overrides(data: dict, overrides: Iterable[str], locs: Locations) -> di
         if parts[-1] in SOURCE_PATH_KEYS and parts[:2] == ["data", "source"] and isinstance(value, str) \
                 and not os.path.isabs(value):
             value = str(Path(value).resolve())
+        new = _first_new(data, parts)
         problem = _set_path(data, parts, value, where)
         if problem:
             problems.append(problem)
-        else:
-            locs[tuple(int(p) if p.isdigit() else p for p in parts)] = where
+        else:  # what this --set created is located at it (not at the nearest key from a file)
+            path = tuple(int(p) if p.isdigit() else p for p in parts)
+            locs.update({path[:i]: where for i in range(min(new, len(path) - 1) + 1, len(path) + 1)})
     if problems:
         raise SpecError(problems)
     return data
+
+
+def _first_new(data: dict, parts: list[str]) -> int:
+    """How many leading parts of a --set path already exist in `data`."""
+    cur: Any = data
+    for i, part in enumerate(parts):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return i
+    return len(parts)
 
 
 def _set_path(data: dict, parts: list[str], value: Any, where: Location) -> Problem | None:
