@@ -134,6 +134,10 @@ CASES: list[tuple[str, dict, str, str]] = [
     ("training-loss-unknown-target", {"set": {"training.loss": {"lbl": "mse"}}}, "training.loss.lbl", "did you mean `label`"),
     ("training-both-clipnorms", {"set": {"training.stages.0.optimizer.clipnorm": 1.0, "training.stages.0.optimizer.global_clipnorm": 1.0}},
      "training.stages[0].optimizer", "at most one of clipnorm"),
+    ("training-monitor-unknown", {"set": {"training.stages.0.callbacks": {"early_stopping": {"monitor": "val_auc"}}}},
+     "training.stages[0].callbacks.early_stopping.monitor", "`val_auc` is not a metric training produces"),
+    ("training-monitor-typo", {"set": {"training.stages.0.callbacks": {"model_checkpoint": {"monitor": "val_acc"}}}},
+     "training.stages[0].callbacks.model_checkpoint.monitor", "did you mean `val_accuracy`"),
     # --- tuning / tracking / export
     ("tuning-objective-unknown", {"set": {"tuning.objective": "val_acuracy"}}, "tuning.objective", "did you mean `val_accuracy`"),
     ("tuning-bad-tuner", {"set": {"tuning.tuner": "baysian"}}, "tuning.tuner", "did you mean `bayesian`"),

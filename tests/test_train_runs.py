@@ -188,3 +188,25 @@ def test_train_registers_the_model_as_tracking_register_as(tmp_path, monkeypatch
     assert holder.tags["kerasflow.objective"] == "test_accuracy" and holder.tags["kerasflow.objective_mode"] == "max"
     assert float(holder.tags["kerasflow.objective_value"]) == pytest.approx(result.metrics["test_accuracy"])
     assert client.get_run(result.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_watching_a_validation_metric_without_a_validation_split_fails_before_training(tmp_path):
+    """Keras would only warn ("conditioned on metric `val_loss` which is not available")
+    and train on without ever stopping early: kerasflow stops before the first epoch."""
+    from kerasflow.train.stages import train
+    from kerasflow.tune import tune
+
+    sets = ["data.split={validation: 0.0, test: 0.1}", "training.stages.0.callbacks={early_stopping: {patience: 1}}"]
+    with pytest.raises(SpecError) as err:
+        train(load_spec(DIGITS_MLP, sets), run_dir=tmp_path / "run", quiet=True)
+    (problem,) = err.value.problems
+    assert problem.path == "training.stages[0].callbacks.early_stopping.monitor"
+    assert "`val_loss` needs a validation split" in problem.message and "`loss`" in problem.hint
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+    searched = sets + ["training.stages.0.optimizer.learning_rate={tune: choice, values: [0.01, 0.001]}",
+                       "tuning={tuner: random, objective: val_accuracy, max_trials: 1}"]
+    with pytest.raises(SpecError) as err:
+        tune(load_spec(DIGITS_MLP, searched), run_dir=tmp_path / "tune", quiet=True)
+    assert sorted(p.path for p in err.value.problems) == ["training.stages[0].callbacks.early_stopping.monitor",
+                                                         "tuning.objective"]

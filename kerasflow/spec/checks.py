@@ -119,9 +119,14 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
                     add(("training", "stages", i, key, j), f"`{pattern}` matches no node",
                         expected="a glob over node names: " + ", ".join(graph))
 
+    produced = sorted(training.metric_names())
+    for path, monitor in monitors(training):  # Keras would only warn, or fail mid-run on the mode
+        if monitor not in produced:
+            add(path, f"`{monitor}` is not a metric training produces",
+                expected="one of: " + ", ".join(produced), hint=did_you_mean(monitor, produced))
+
     if spec.tuning is not None:
         metric = spec.tuning.objective_name()
-        produced = sorted(training.metric_names())
         if metric not in produced:
             path = ("tuning", "objective") if isinstance(spec.tuning.objective, str) else ("tuning", "objective", "name")
             add(path, f"objective `{metric}` is not a metric training produces",
@@ -135,6 +140,27 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
             if st == "tune" and spec.tuning is None:
                 add(("stages", i), "stage `tune` needs a `tuning:` section")
     return problems
+
+
+def monitors(training: Any) -> list[tuple[tuple, str]]:
+    """(path, metric) of every stage callback that watches a metric."""
+    return [(("training", "stages", i, "callbacks", key, "monitor"), callback.monitor)
+            for i, stage in enumerate(training.stages)
+            for key in ("early_stopping", "reduce_lr_on_plateau", "model_checkpoint")
+            if (callback := getattr(stage.callbacks, key)) is not None]
+
+
+def validation_problems(spec: Any, locs: Locations, *, tuning: bool = False) -> list[Problem]:
+    """For data without a validation split: the callbacks (and with `tuning`, the
+    objective) that watch a validation metric."""
+    watched = [(path, m) for path, m in monitors(spec.training) if m.startswith("val_")]
+    if tuning and spec.tuning is not None and spec.tuning.objective_name().startswith("val_"):
+        objective = spec.tuning.objective
+        watched.append((("tuning", "objective") + (() if isinstance(objective, str) else ("name",)),
+                        spec.tuning.objective_name()))
+    return [Problem(path=join_path(path), message=f"`{metric}` needs a validation split, and data.split gives none",
+                    location=locate(locs, path), hint=f"set data.split.validation (e.g. 0.1), or use "
+                    f"`{metric.removeprefix('val_')}`") for path, metric in watched]
 
 
 def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:

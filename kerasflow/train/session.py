@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasflow.runs import HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS_DIR, SPEC_FILE, RunDir
+from kerasflow.spec.checks import validation_problems
 from kerasflow.spec.errors import Problem, SpecError, join_path, locate
 
 
@@ -148,6 +149,8 @@ def prepare_inputs(loaded, run: RunDir, state: dict, data, *, shared: RunDir | N
         raise SpecError(Problem(path="data", message=f"the data changed since {shared or run} started "
                                 f"(fingerprint {state['data_fingerprint']} -> {data.fingerprint})",
                                 hint="start a new run instead of resuming this one"))
+    if data.validation is None and (problems := validation_problems(loaded.spec, loaded.locs)):
+        raise SpecError(problems)  # Keras would only warn, and never stop early or keep a best model
     state.update(spec_hash=loaded.hash, data_fingerprint=data.fingerprint)
     run.write_inputs(loaded.raw, data.stats, data.targets)
     return data

@@ -20,6 +20,7 @@ import keras_tuner as kt
 from keras_tuner.src import utils as kt_utils
 
 from kerasflow.runs import default_dir, write_json
+from kerasflow.spec.checks import validation_problems
 from kerasflow.spec.errors import Problem, SpecError
 from kerasflow.spec.loader import spec_hash
 from kerasflow.spec.search_space import RESERVED_PREFIX, find_params
@@ -114,10 +115,8 @@ def tune(loaded, *, run_dir=None, restart: bool = False, role: Role = "standalon
     hypermodel = SpecHyperModel(loaded, data=data, stage=tuning.stage, verbose=verbose)
     if role != "chief":  # the chief trains nothing
         # Prepared once, here, so a data problem stops the search instead of failing every trial.
-        if objective.name.startswith("val_") and hypermodel.data.validation is None:
-            raise SpecError(Problem(path="tuning.objective", message=f"objective `{objective.name}` needs a "
-                                    "validation split, and data.split gives none",
-                                    hint="set data.split.validation, e.g. 0.1"))
+        if hypermodel.data.validation is None and (problems := validation_problems(spec, loaded.locs, tuning=True)):
+            raise SpecError(problems)
     with environment(env):
         parent = ParentRun(loaded, run_dir, project, role, restart and role != "worker", env["KERASTUNER_TUNER_ID"])
         end = parent.end
