@@ -138,6 +138,18 @@ CASES: list[tuple[str, dict, str, str]] = [
      "training.stages[0].callbacks.early_stopping.monitor", "`val_auc` is not a metric training produces"),
     ("training-monitor-typo", {"set": {"training.stages.0.callbacks": {"model_checkpoint": {"monitor": "val_acc"}}}},
      "training.stages[0].callbacks.model_checkpoint.monitor", "did you mean `val_accuracy`"),
+    ("training-class-weight-regression", {"set": {"data.target": {"name": "label", "type": "numeric"},
+                                                  "training.loss": "mse", "training.metrics": ["mae"],
+                                                  "training.class_weight": "balanced"}},
+     "training.class_weight", "class weights need a category or binary target"),
+    ("training-class-weight-two-targets", {"set": {
+        "data.target": [{"name": "label", "type": "category", "num_classes": 10},
+                        {"name": "parity", "type": "binary"}],
+        "model.nodes.odd": {"layer": "dense", "input": "h2", "units": 1, "activation": "sigmoid"},
+        "model.outputs": {"label": "out", "parity": "odd"},
+        "training.loss": {"label": "sparse_categorical_crossentropy", "parity": "binary_crossentropy"},
+        "training.metrics": ["accuracy"], "training.class_weight": {"0": 2.0}}},
+     "training.class_weight", "ambiguous with 2 classification targets"),
     # --- tuning / tracking / export
     ("tuning-objective-unknown", {"set": {"tuning.objective": "val_acuracy"}}, "tuning.objective", "did you mean `val_accuracy`"),
     ("tuning-bad-tuner", {"set": {"tuning.tuner": "baysian"}}, "tuning.tuner", "did you mean `bayesian`"),

@@ -119,6 +119,16 @@ def cross_check(spec: Any, locs: Locations) -> list[Problem]:
                     add(("training", "stages", i, key, j), f"`{pattern}` matches no node",
                         expected="a glob over node names: " + ", ".join(graph))
 
+    if training.class_weight is not None:
+        classified = [t.name for t in spec.data.targets() if t.type in ("category", "binary")]
+        if not classified:
+            add(("training", "class_weight"), "class weights need a category or binary target",
+                received=", ".join(f"{t.name} ({t.type})" for t in spec.data.targets()))
+        elif len(classified) > 1 and training.class_weight != "balanced":
+            add(("training", "class_weight"), f"a class weight mapping is ambiguous with {len(classified)} "
+                f"classification targets ({', '.join(classified)})",
+                hint="use `balanced`, which weighs each target on its own")
+
     produced = sorted(training.metric_names())
     for path, monitor in monitors(training):  # Keras would only warn, or fail mid-run on the mode
         if monitor not in produced:

@@ -171,10 +171,8 @@ def class_weights(spec, targets: Mapping[str, Mapping[str, Any]], labels: Mappin
     setting = spec.training.class_weight
     if setting is None:
         return {}
+    # spec.checks made sure there is a classification target, and only one for a mapping
     classified = [n for n, t in targets.items() if t.get("type") in ("category", "binary")]
-    if not classified:
-        raise SpecError(Problem(path="training.class_weight", message="class weights need a category or binary target",
-                                received=", ".join(f"{n} ({t.get('type')})" for n, t in targets.items())))
     out = {}
     if setting == "balanced":
         for name in classified:
@@ -185,10 +183,6 @@ def class_weights(spec, targets: Mapping[str, Mapping[str, Any]], labels: Mappin
             weights = np.where(counts > 0, len(y) / (n * np.maximum(counts, 1)), 1.0)
             out[name] = [float(w) for w in weights]
         return out
-    if len(classified) > 1:
-        raise SpecError(Problem(path="training.class_weight", message="a class weight mapping is ambiguous with "
-                                f"{len(classified)} classification targets ({', '.join(classified)})",
-                                hint="use `balanced`, which weighs each target on its own"))
     name = classified[0]
     target = targets[name]
     n = _num_classes(target)
