@@ -119,9 +119,12 @@ def test_stream_csv_matches_the_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_streamed_training_prints_no_tensorflow_noise_and_learns(tmp_path):
-    """`kerasflow train` on a streamed CSV, a column range as one feature: what the
-    user sees is the run's result, not one TensorFlow ERROR line per batch."""
+@pytest.mark.parametrize("stream", ["true", "false"])
+def test_a_column_range_feature_trains_and_predicts_with_no_tensorflow_noise(tmp_path, stream):
+    """`kerasflow train` then `predict` on a CSV whose feature is a column range:
+    streamed, the user sees the run's result, not one TensorFlow ERROR line per
+    batch; `predict` reads the range's columns by their training names, and keeps
+    the file's own label column beside the prediction."""
     from conftest import kerasflow_cli
 
     rng = np.random.default_rng(0)
@@ -131,7 +134,7 @@ def test_streamed_training_prints_no_tensorflow_noise_and_learns(tmp_path):
     (tmp_path / "s.yaml").write_text("""kerasflow: 1
 name: streamed
 data:
-  source: {type: csv, path: d.csv, stream: true}
+  source: {type: csv, path: d.csv, stream: %s}
   features:
     x: {type: numeric, shape: [4], columns: {start: 0, stop: 4}, normalize: true}
   target: {name: label, type: category, num_classes: 2}
@@ -145,12 +148,19 @@ training:
   metrics: [accuracy]
   stages: [{name: main, epochs: 4, optimizer: {type: adam, learning_rate: 0.05}}]
 tracking: {enabled: false}
-""")
+""" % stream)
     result = kerasflow_cli("train", "s.yaml", "--run-dir", "run", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "RefCount" not in output and "ran out of data" not in output, output[-2000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_accuracy"] > 0.9
+
+    frame[["label", "f3", "f2", "f1", "f0"]].to_csv(tmp_path / "new.csv", index=False)  # other order, by name
+    result = kerasflow_cli("predict", "run", "--input", "new.csv", "--output", "out.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["label", "label_predicted", "label_probability"]
+    assert (out["label"] == frame["label"]).all() and (out["label_predicted"] == out["label"]).mean() > 0.9
 
 
 def test_stream_refuses_features_it_cannot_read(tmp_path):

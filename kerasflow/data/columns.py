@@ -106,6 +106,16 @@ def resolve_columns(loaded: Loaded, data_spec) -> dict[tuple[str, str], list[str
     return out
 
 
+def record_range_columns(data_spec, names: list, stats: dict) -> dict:
+    """Add the source columns of each `columns: {start, stop}` feature to its stats
+    (`columns`), so that `kerasflow predict` reads the same columns by name."""
+    for name, feature in data_spec.features.items():
+        span = getattr(feature, "columns", None)
+        if span is not None:
+            stats.setdefault(name, {})["columns"] = [str(c) for c in names[span.start:span.stop]]
+    return stats
+
+
 def _listing(names: list[str], limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names)} columns)" if len(names) > limit else "")
 

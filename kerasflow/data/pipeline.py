@@ -29,7 +29,7 @@ def prepare_data(spec, *, base_dir=None) -> PreparedData:
         from kerasflow.data.stream import prepare_stream
 
         return prepare_stream(spec, base_dir=base_dir)
-    from kerasflow.data.columns import type_columns
+    from kerasflow.data.columns import record_range_columns, type_columns
     from kerasflow.data.sources import load_source
     from kerasflow.data.splits import series_target_shape, split
     from kerasflow.data.stats import compute_stats
@@ -49,6 +49,7 @@ def prepare_data(spec, *, base_dir=None) -> PreparedData:
     used = set(spec.model.inputs or data_spec.features)
     files = {n: f for n, f in data_spec.features.items() if n in typed.image_files and n in used}
     stats = compute_stats(data_spec, parts["train"].features, parts["train"].targets)  # images need no stats: skip decoding
+    record_range_columns(data_spec, loaded.column_names(), stats)
     batch_size = int(plain(data_spec.batch_size))
 
     def build(name: str):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.data.columns import encode_target, resolve_columns, target_path, to_float
+from kerasflow.data.columns import encode_target, record_range_columns, resolve_columns, target_path, to_float
 from kerasflow.data.features import plain
 from kerasflow.data.fingerprint import data_fingerprint
 from kerasflow.data.sources import PARTS, Loaded, Table, require_file
@@ -93,7 +93,8 @@ def prepare_stream(spec, *, base_dir=None):
         return {k: v.astype(str).astype(object) if v.dtype.kind in "SO" else v for k, v in feats.items()}, targs
 
     return PreparedData(
-        train=datasets["train"], validation=datasets["validation"], test=datasets["test"], stats=scan["stats"],
+        train=datasets["train"], validation=datasets["validation"], test=datasets["test"],
+        stats=record_range_columns(data_spec, names, scan["stats"]),
         targets=targets, fingerprint=data_fingerprint(data_spec, seed=seed, base_dir=base_dir), batch_size=batch_size,
         sizes=scan["sizes"], _materialize=materialize,
     )

@@ -119,7 +119,10 @@ def predict_run(run_dir, input_file, output_file) -> int:
     a list of columns, or columns `<name>_0`, `<name>_1`, ... for vectors; vector
     cells may be lists (JSON lines, Parquet) or JSON text (CSV). Columns that are
     not features (ids) are copied to the output, followed by the predictions:
-    class name and probability for classification, the value(s) for regression.
+    class name and probability for classification, the value(s) for regression;
+    a prediction column whose name the input already has (the true label, say)
+    is written as `<name>_predicted`. A `columns: {start, stop}` feature is read
+    from the columns the training file had at those positions, by name.
 
     Returns:
         The number of rows written.
@@ -137,7 +140,8 @@ def predict_run(run_dir, input_file, output_file) -> int:
         frame, rows = _read_table(Path(input_file), "--input")
     features, used = {}, set()
     for name in names:
-        features[name], cols = _feature_values(frame, name, spec.data.features[name], rows)
+        features[name], cols = _feature_values(frame, name, spec.data.features[name], rows,
+                                               files.stats.get(name, {}).get("columns"))
         used |= set(cols)
     model = run.load_model(files)
     preds = _predict(model, features, int(plain(spec.data.batch_size)))
@@ -145,7 +149,8 @@ def predict_run(run_dir, input_file, output_file) -> int:
     for name, info in files.targets.items():
         if name in preds:
             for column, values in _prediction_columns(name, info, np.asarray(preds[name])).items():
-                out[column] = values
+                # an input column of that name (often the true label) is kept, not overwritten
+                out[f"{column}_predicted" if column in frame.columns else column] = values
     _write_table(out, Path(output_file))
     return len(out)
 
@@ -228,14 +233,15 @@ def _write_table(frame, path: Path) -> None:
         frame.to_json(path, orient="records", lines=True)
 
 
-def _feature_values(frame, name: str, feature, rows) -> tuple[np.ndarray, list[str]]:
+def _feature_values(frame, name: str, feature, rows, trained: list[str] | None) -> tuple[np.ndarray, list[str]]:
     """The model input of feature `name` from its column(s), checked like training data:
-    a bad cell names the column and the row (and line) of the input file."""
+    a bad cell names the column and the row (and line) of the input file. `trained`:
+    the training file's columns of a `columns: {start, stop}` feature."""
     from kerasflow.data.columns import as_strings, check_present, to_float
     from kerasflow.data.features import raw_input_spec
 
     shape, dtype = raw_input_spec(feature)
-    cols = _feature_columns(frame, name, feature)
+    cols = _feature_columns(frame, name, feature, trained)
     col = ", ".join(map(str, cols))
     if getattr(feature, "variable_length", False):  # token lists of any length ("3 14 15" or JSON lists)
         from kerasflow.data.columns import token_ids
@@ -293,9 +299,11 @@ def _cells(column, col: str, shape: tuple, rows) -> np.ndarray:
         raise SpecError(Problem(path="--input", message=f"column `{col}` holds lists of uneven shape: {exc}")) from None
 
 
-def _feature_columns(frame, name: str, feature) -> list[str]:
+def _feature_columns(frame, name: str, feature, trained: list[str] | None = None) -> list[str]:
     """The input columns holding feature `name` (see `predict_run`)."""
     column = feature.column
+    if trained and all(c in frame.columns for c in trained):
+        return list(trained)
     if isinstance(column, list) and feature.type != "timeseries":
         if all(c in frame.columns for c in column):
             return list(column)
@@ -311,6 +319,10 @@ def _feature_columns(frame, name: str, feature) -> list[str]:
             if numbered and sorted(numbered) == list(range(len(numbered))):
                 return [numbered[i] for i in range(len(numbered))]
         wanted = f"a column `{candidates[0]}` (or `{candidates[0]}_0`, `{candidates[0]}_1`, ... for a vector)"
+        if trained:
+            span = feature.columns
+            shown = ", ".join(trained[:8]) + (", ..." if len(trained) > 8 else "")
+            wanted = f"the columns {shown} (positions {span.start}..{span.stop - 1} of the training file), or {wanted}"
     raise SpecError(Problem(path=f"data.features.{name}", message=f"no input column for feature `{name}`",
                             expected=wanted, received="columns: " + ", ".join(map(str, frame.columns[:20]))))
 
