@@ -188,7 +188,10 @@ def train(file, overrides, run_dir, resume, quiet, workers, worker_index) -> Non
         if not result.is_chief:
             return  # the chief writes the run dir and evaluates
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
-    click.echo(f"run dir: {result.run_dir}\ntest metrics: {metrics}")
+    if not metrics:
+        metrics = "none (no test or validation split)"
+    split = "validation" if any(k.startswith("val_") for k in result.metrics) else "test"
+    click.echo(f"run dir: {result.run_dir}\n{split} metrics: {metrics}")
     if result.mlflow_run_id:
         click.echo(f"MLflow run: {result.mlflow_run_id}")
 
