@@ -22,8 +22,10 @@ Values are strict: YAML's own types count (`true` is not a number, `"3"` is
 a string, `3.0` is not an integer) and numbers are finite and within the
 bounds shown. Beyond the schema, `kerasflow validate` checks the graph
 (references, cycles, outputs), losses and metrics against Keras' names and
-against each target, and an output layer's width against `num_classes`. It
-warns (exit 0) about nodes no output uses and features no node reads: they
+against each target, an output layer's width against `num_classes`, class
+weights against the targets, and what callbacks and the tuning objective
+monitor against the metrics training logs (a `val_` metric also needs a
+validation split, checked once the data is read). It warns (exit 0) about nodes no output uses and features no node reads: they
 cost time but may be deliberate while experimenting.
 """
 
