@@ -34,7 +34,8 @@ class SpecModel(BaseModel):
     """Frozen, strict base: unknown keys are errors, never dropped.
 
     Schemas are built on first use (`defer_build`): `Spec` builds its sections
-    once, and a node type's schema is built only when a spec names it.
+    once, and a node type's (or a `lazy` field's member's) schema is built only
+    when a spec names it.
 
     When validated with a `context` dict, unknown keys get a "did you mean"
     suggestion recorded in `context["suggestions"][(id(raw_dict), key)]`.

@@ -1,7 +1,7 @@
 """Parameter schemas of the core Keras layers, and the shared base of every
-layer schema (value types: `values`). No TensorFlow import: each registration names its
-`keras.layers` class by string, and the builder instantiates it with
-`params()` and calls it through `call()`.
+layer schema (their value types are in `values`). No TensorFlow import: each
+registration names its `keras.layers` class by string, and the builder
+instantiates it with `params()` and calls it through `call()`.
 
 Other layers live in `convolution`, `recurrent`, `merging` and
 `preprocessing`; blocks in `blocks`. Each is imported only when a spec names
