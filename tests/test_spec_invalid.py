@@ -88,3 +88,14 @@ def test_error_points_at_line_and_column(tmp_path):
     assert problem.location.line == line
     assert str(problem.format()).startswith(f"{problem.location.file}:{line}:")
     assert "received: -64" in problem.format()
+
+
+def test_unknown_key_named_like_the_type_hides_no_other_problem(tmp_path):
+    data = yaml.safe_load(BASE_YAML)
+    data["data"]["features"]["pixels"].update({"numeric": 1, "normalise": True})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_file)
+    paths = {p.path for p in info.value.problems}
+    assert {"data.features.pixels.numeric", "data.features.pixels.normalise"} <= paths, str(info.value)

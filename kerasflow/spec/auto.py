@@ -26,8 +26,7 @@ from pydantic import Field
 
 from kerasflow.spec.base import Count, SpecModel, Tunable, Width
 from kerasflow.spec.nodes.applications import APPLICATIONS
-from kerasflow.spec.nodes.blocks import Sizes
-from kerasflow.spec.nodes.layers import Activation, Rate
+from kerasflow.spec.nodes.values import Activation, Rate, Sizes
 
 
 class AutoSpec(SpecModel):

@@ -10,7 +10,7 @@ finite. Bounds below are generous but keep absurd values (`units: 10**12`,
 import functools
 import math
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from kerasflow.spec.errors import did_you_mean
 from kerasflow.spec.names import SAFE_NAME_RULE, is_safe_name
@@ -33,7 +34,8 @@ class SpecModel(BaseModel):
     """Frozen, strict base: unknown keys are errors, never dropped.
 
     Schemas are built on first use (`defer_build`): `Spec` builds its sections
-    once, and a node type's schema is built only when a spec names it.
+    once, and a node type's (or a `lazy` field's member's) schema is built only
+    when a spec names it.
 
     When validated with a `context` dict, unknown keys get a "did you mean"
     suggestion recorded in `context["suggestions"][(id(raw_dict), key)]`.
@@ -53,6 +55,56 @@ class SpecModel(BaseModel):
                 if key not in allowed:
                     sugg[(id(data), key)] = (did_you_mean(key, allowed), sorted(allowed))
         return data
+
+
+class _Lazy:
+    """Pydantic hook behind `lazy`."""
+
+    def __init__(self, tp: Any, discriminator: str | None):
+        self.tp, self.discriminator = tp, discriminator
+        self.members = get_args(tp) if discriminator else (tp,)
+        self.by_tag = {tag: m for m in self.members for tag in get_args(m.model_fields[discriminator].annotation)} \
+            if discriminator else {}
+
+    @functools.cached_property
+    def adapter(self) -> TypeAdapter:
+        """The whole type, as a field of it was validated before: for errors and the JSON Schema."""
+        return TypeAdapter(Annotated[self.tp, Field(discriminator=self.discriminator)] if self.discriminator else self.tp)
+
+    def validate(self, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, self.members):
+            return value
+        if isinstance(value, dict):
+            model = self.tp
+            if self.discriminator:
+                tag = value.get(self.discriminator)
+                model = self.by_tag.get(tag) if isinstance(tag, str) else None
+            if model is not None:
+                return model.model_validate(value, context=info.context)
+        return self.adapter.validate_python(value, context=info.context)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.with_info_plain_validator_function(self.validate)
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: Any) -> dict:
+        whole = self.adapter.core_schema
+        if "ref" in whole:  # one model: a reference to its definition, as an eager field gets
+            whole = core_schema.definitions_schema(core_schema.definition_reference_schema(whole["ref"]), [whole])
+        return handler(whole)
+
+
+def lazy(tp: Any, discriminator: str | None = None) -> Any:
+    """A field of model type `tp`, or of a union of models told apart by their
+    `discriminator` field, validated by the chosen model's own schema: built
+    the first time a spec needs it, not with the enclosing schema, so a spec
+    pays only for the source, features, schedules and markers it uses (most
+    of `kerasflow validate`'s start-up is building schemas).
+
+    Errors are pydantic's own: a mapping naming a member is validated by that
+    member (its errors keep their place under the field, without the union
+    tag, which an unknown key spelled like the tag used to capture); anything
+    else (no or an unknown tag, not a mapping) by the whole union, built then."""
+    return Annotated[tp, _Lazy(tp, discriminator)]
 
 
 # Counts (epochs, steps, vocabulary sizes): anything an int32 shape or loop can hold.
@@ -173,7 +225,8 @@ class TuneBool(SpecModel):
     default: bool | None = Field(None, description="The value tried first (default: false).")
 
 
-TuneMarker = Annotated[Union[TuneInt, TuneFloat, TuneChoice, TuneBool], Field(discriminator="tune")]
+_MARKERS = Union[TuneInt, TuneFloat, TuneChoice, TuneBool]
+TuneMarker = Annotated[_MARKERS, Field(discriminator="tune")]
 TUNE_KINDS = ("int", "float", "choice", "bool")
 
 # Union tags start with "~" so error paths can drop them (see spec.validate).
@@ -225,7 +278,7 @@ class _TunableFactory:
         return Annotated[
             Union[
                 Annotated[tp, Tag(VALUE_TAG)],
-                Annotated[TuneMarker, AfterValidator(_check_marker_against(tp)), Tag(TUNE_TAG)],
+                Annotated[lazy(_MARKERS, "tune"), AfterValidator(_check_marker_against(tp)), Tag(TUNE_TAG)],
             ],
             Discriminator(_tune_tag),
         ]

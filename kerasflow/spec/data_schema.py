@@ -1,11 +1,11 @@
 """The `data` section: where examples come from, typed features, targets, splits
 and the input pipeline."""
 
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
 from pydantic import Field, confloat, field_validator, model_validator
 
-from kerasflow.spec.base import Count, Scale, SpecModel, Tunable, Width
+from kerasflow.spec.base import Count, Scale, SpecModel, Tunable, Width, lazy
 
 SKLEARN_SETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 STATSMODELS_SETS = ("sunspots", "co2", "nile", "elnino")
@@ -136,13 +136,10 @@ class GeneratedSource(_Source):
     samples: Count = Field(20000, description="Number of sequences or reviews.")
 
 
-Source = Annotated[
-    Union[
-        SklearnSource, StatsmodelsSource, CsvSource, ParquetSource, NpzSource, TfrecordSource,
-        ImageDirSource, TextSource, KerasSource, TfdsSource, GeneratedSource,
-    ],
-    Field(discriminator="type"),
-]
+Source = lazy(Union[
+    SklearnSource, StatsmodelsSource, CsvSource, ParquetSource, NpzSource, TfrecordSource,
+    ImageDirSource, TextSource, KerasSource, TfdsSource, GeneratedSource,
+], "type")
 
 
 class ColumnRange(SpecModel):
@@ -281,10 +278,7 @@ class SequenceFeature(SpecModel):
         return self.type == "sequence" and self.length == "variable"
 
 
-Feature = Annotated[
-    Union[NumericFeature, CategoryFeature, TextFeature, ImageFeature, SequenceFeature],
-    Field(discriminator="type"),
-]
+Feature = lazy(Union[NumericFeature, CategoryFeature, TextFeature, ImageFeature, SequenceFeature], "type")
 
 
 class Target(SpecModel):

@@ -4,7 +4,7 @@ types come from the layer/block registry."""
 from pydantic import Field, model_validator
 
 from kerasflow.spec.auto import AutoSpec
-from kerasflow.spec.base import SpecModel
+from kerasflow.spec.base import SpecModel, lazy
 from kerasflow.spec.registry import Node, NodeChoice, NodeSpec
 
 
@@ -17,7 +17,7 @@ class ModelSpec(SpecModel):
     outputs: dict[str, str] | str | None = Field(
         None, description="Target name -> node name (a single node name for one target; default: last node)."
     )
-    auto: AutoSpec | None = Field(
+    auto: lazy(AutoSpec) | None = Field(
         None, description="A model chosen from the feature and target types (expanded into `nodes` at validation).")
     imports: list[str] = Field(
         default_factory=list, description="Python modules registering custom layers or blocks. Importing runs "

@@ -7,7 +7,7 @@ from pydantic import Discriminator, Field, Tag, NonNegativeFloat, PositiveFloat,
 from kerasflow.spec.objectives import Loss, Metrics, metric_log_name
 from kerasflow.spec.base import (
     TAG_PREFIX, Choosable, Count, LearningRateValue, NonNegativeFactor, PositiveFactor, SafeName, SpecModel, TuneChoice,
-    Tunable, choice_of, is_marker,
+    Tunable, choice_of, is_marker, lazy,
 )
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl", "lion", "lamb")
@@ -91,10 +91,10 @@ class InverseTimeSchedule(_Schedule):
     decay_rate: PositiveFactor = Field(description="How fast the rate falls.")
 
 
-Schedule = Annotated[
+Schedule = lazy(
     Union[ConstantSchedule, ExponentialSchedule, PiecewiseSchedule, CosineSchedule, PolynomialSchedule, InverseTimeSchedule],
-    Field(discriminator="type"),
-]
+    "type",
+)
 
 
 def _lr_tag(value) -> str:

@@ -7,7 +7,8 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, PositiveFloat, PrivateAttr, confloat, model_validator
 
 from kerasflow.spec.base import Choosable, Count, Tunable, Width
-from kerasflow.spec.nodes.layers import Activation, Padding, Rate, Regularizer, Size2D
+from kerasflow.spec.nodes.layers import Regularizer
+from kerasflow.spec.nodes.values import Activation, Padding, Rate, Size2D, Sizes
 from kerasflow.spec.registry import BlockNode, Node, node_adapter, register_block
 
 # Build functions import Keras: named by string, resolved only when a model is built.
@@ -26,11 +27,6 @@ class Block(BlockNode):
             what = "one input" if self.arity == 1 else f"{self.arity} inputs"
             raise ValueError(f"{self.block} takes {what}, received {n}")
         return self
-
-
-# A list (or a `tune: choice` of lists, to search depth) of tunable sizes.
-Sizes = Tunable[Annotated[list[Tunable[Width]], Field(min_length=1)]]
-
 
 
 def _use_bias() -> Any:

@@ -5,7 +5,8 @@ from typing import Literal
 from pydantic import Field
 
 from kerasflow.spec.base import Choosable, Count, Tunable, Width
-from kerasflow.spec.nodes.layers import Activation, Initializer, KerasLayer, Padding, Regularizer, Size2D
+from kerasflow.spec.nodes.layers import KerasLayer, Regularizer
+from kerasflow.spec.nodes.values import Activation, Initializer, Padding, Size2D
 from kerasflow.spec.registry import register_layer
 
 

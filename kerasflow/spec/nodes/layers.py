@@ -1,33 +1,20 @@
-"""Parameter schemas of the core Keras layers, and the shared base and value
-types of every layer schema. No TensorFlow import: each registration names its
-`keras.layers` class by string, and the builder instantiates it with
-`params()` and calls it through `call()`.
+"""Parameter schemas of the core Keras layers, and the shared base of every
+layer schema (their value types are in `values`). No TensorFlow import: each
+registration names its `keras.layers` class by string, and the builder
+instantiates it with `params()` and calls it through `call()`.
 
 Other layers live in `convolution`, `recurrent`, `merging` and
 `preprocessing`; blocks in `blocks`. Each is imported only when a spec names
 one of its types.
 """
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, PositiveFloat, confloat, model_validator
 
 from kerasflow.spec.base import Choosable, Count, NonNegativeFactor, Seed, SpecModel, Tunable, Width
+from kerasflow.spec.nodes.values import Activation, Initializer, Rate
 from kerasflow.spec.registry import LayerNode, register_layer
-
-Activation = Literal[
-    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "glu", "silu", "swish", "mish",
-    "sigmoid", "hard_sigmoid", "log_sigmoid", "sparse_sigmoid", "tanh", "hard_tanh", "tanh_shrink",
-    "softmax", "log_softmax", "sparsemax", "softplus", "softsign", "squareplus", "sparse_plus",
-    "soft_shrink", "hard_shrink", "hard_silu", "hard_swish", "exponential", "linear",
-]
-Initializer = Literal[
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
-    "orthogonal", "zeros", "ones", "random_normal", "random_uniform", "truncated_normal",
-]
-Padding = Literal["valid", "same"]
-Rate = confloat(ge=0.0, lt=1.0)
-Size2D = Union[Count, Annotated[list[Count], Field(min_length=2, max_length=2)]]
 
 
 class Regularizer(SpecModel):

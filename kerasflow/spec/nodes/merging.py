@@ -5,7 +5,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from kerasflow.spec.base import Tunable, Width
-from kerasflow.spec.nodes.layers import KerasLayer, Rate
+from kerasflow.spec.nodes.layers import KerasLayer
+from kerasflow.spec.nodes.values import Rate
 from kerasflow.spec.registry import register_layer
 
 

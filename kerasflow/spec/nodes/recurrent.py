@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from kerasflow.spec.base import Tunable, Width
-from kerasflow.spec.nodes.layers import Activation, KerasLayer, Rate
+from kerasflow.spec.nodes.layers import KerasLayer
+from kerasflow.spec.nodes.values import Activation, Rate
 from kerasflow.spec.registry import register_layer
 
 
