@@ -49,6 +49,23 @@ def test_every_keras_tuner_state_file_is_written_atomically(tmp_path):
     assert json.loads((tmp_path / "p" / "trial_0" / "trial.json").read_text())["status"] == "RUNNING"
 
 
+def test_the_chief_serves_the_oracle_through_kerasflows_loop():
+    """`BaseTuner.search` starts the chief's oracle server with
+    `oracle_chief.start_server`, whose loop sleeps 20 s between checks that the
+    workers have left; kerasflow's copy (same server, same end condition) checks
+    every 0.5 s and must still be what `search` calls."""
+    from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src.engine import base_tuner
+
+    from kerasflow.tune.tuners import _serve_oracle
+
+    assert "oracle_chief.start_server(self.oracle)" in inspect.getsource(base_tuner.BaseTuner.search)
+    assert oracle_chief.start_server is _serve_oracle
+    module = inspect.getsource(oracle_chief)
+    assert "self.stop_triggered = True" in module and "time.sleep(20)" in module  # the loop kerasflow copies
+    assert "return len(oracle.ongoing_trials) == 0 and len(oracle.tuner_ids) == 0" in module
+
+
 def test_a_cut_tuning_file_is_a_clear_error_naming_it(tmp_path):
     from click.testing import CliRunner
 

@@ -24,18 +24,6 @@ import json, sys
 from kerasflow.spec.loader import load_spec
 from kerasflow.tune import tune
 spec, run_dir, role, address, port, worker = sys.argv[1:7]
-if role == "chief":
-    # KerasTuner's chief re-checks every 20 s whether its workers have left
-    # (keras-tuner<1.5, oracle_chief.start_server): a third of this test was that
-    # sleep. Poll every second instead; what the chief does is unchanged.
-    import time
-    from keras_tuner.src.distribute import oracle_chief
-    class _Time:
-        def __getattr__(self, name):
-            return getattr(time, name)
-        def sleep(self, seconds):
-            time.sleep(min(seconds, 1))
-    oracle_chief.time = _Time()
 result = tune(load_spec(spec), run_dir=run_dir, quiet=True, role=role, chief_address=address or None,
               port=int(port) if port else None, worker_id=worker or None)
 print("RESULT " + json.dumps({"trials": result.trials, "best": str(result.best_spec_path),

@@ -11,13 +11,18 @@ mode: the chief serves the oracle over gRPC, workers run trials.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+from keras_tuner.src import protos as kt_protos
 from keras_tuner.src import utils as kt_utils
+from keras_tuner.src.distribute import oracle_chief
 
 from kerasflow.runs import default_dir, write_json
 from kerasflow.spec.checks import validation_problems
@@ -42,6 +47,28 @@ _SEARCH_FILE = "kerasflow_search.json"  # which search space the project belongs
 # `Stateful.save` -> `utils.save_json` (tests/test_library_contracts.py keeps that
 # true), so kerasflow's atomic writer takes its place.
 kt_utils.save_json = write_json
+
+
+def _serve_oracle(oracle) -> None:
+    """KerasTuner's `oracle_chief.start_server` (keras-tuner<1.5), which re-checks
+    only every 20 s whether the last workers have left once the search is over:
+    `kerasflow tune --chief` then printed its results up to 20 s late. The same
+    server and end condition, checked twice a second."""
+    import grpc
+
+    servicer = oracle_chief.OracleServicer(oracle)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    kt_protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    server.add_insecure_port(f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(0.5)
+    finally:
+        server.stop(grace=1.0)
+
+
+oracle_chief.start_server = _serve_oracle  # `BaseTuner.search` looks it up there (tests/test_library_contracts.py)
 
 
 @dataclass
