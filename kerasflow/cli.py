@@ -351,6 +351,8 @@ def main() -> None:
     from kerasflow.tf_startup import install  # TF 2.21 logs start-up lines before reading that variable
 
     install()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return cli(prog_name="kerasflow")  # under a profiler or debugger, which reports after we return
     try:
         cli(prog_name="kerasflow")
     except SystemExit as stop:
