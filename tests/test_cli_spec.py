@@ -39,6 +39,20 @@ def test_validate_missing_file_is_clean_error(tmp_path):
     assert res.returncode == 2 and "file not found" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    """The command line ends without the interpreter's teardown, except under a
+    profiler, which writes its report after the command returns."""
+    import pstats
+
+    (tmp_path / "s.yaml").write_text(BASE_YAML)
+    profile = tmp_path / "validate.prof"
+    res = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "kerasflow.cli", "validate",
+                          str(tmp_path / "s.yaml")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "ok" in res.stdout
+    assert any(name == "load_spec" for _, _, name in pstats.Stats(str(profile)).stats)
+
+
 def test_validate_imports_no_tensorflow_keras_or_mlflow(tmp_path):
     (tmp_path / "s.yaml").write_text(BASE_YAML)
     code = (

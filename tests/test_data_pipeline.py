@@ -52,6 +52,22 @@ def test_training_batches_are_reshuffled_each_epoch_and_reproducible():
     assert np.array_equal(validation[0], prepared.arrays("validation")[0]["pixels"])  # in order
 
 
+def test_large_data_is_shuffled_into_the_same_batches_as_small_data(monkeypatch):
+    """Data above the whole-epoch size is gathered chunk by chunk (no second copy
+    of it per epoch); a run's batches must not depend on which way they were cut."""
+    from kerasflow.data import pipeline
+
+    small = prepare_data(make_spec({**DIGITS, "batch_size": 7}))
+    monkeypatch.setattr(pipeline, "_GATHER_BATCHES", 4)
+    monkeypatch.setattr(pipeline, "_WHOLE_EPOCH_BYTES", 0)
+    large = prepare_data(make_spec({**DIGITS, "batch_size": 7}))
+    for _ in range(2):  # two epochs: both reshuffle the same way
+        a = [(f["pixels"].numpy(), t["label"].numpy()) for f, t in small.train]
+        b = [(f["pixels"].numpy(), t["label"].numpy()) for f, t in large.train]
+        assert len(a) == len(b) == int(large.train.cardinality())
+        assert all(np.array_equal(x, y) and np.array_equal(u, v) for (x, u), (y, v) in zip(a, b))
+
+
 def test_nondeterministic_pipeline_yields_the_same_rows():
     prepared = prepare_data(make_spec({**DIGITS, "deterministic": False, "cache": False}))
     x, y = epoch(prepared.train)

@@ -4,7 +4,7 @@ pipelines plus the preprocessing state the model builder needs.
 Datasets yield `(features, targets)`: dicts of RAW feature tensors (the model
 holds the preprocessing, see `kerasflow.data.features`) and encoded targets.
 In-memory data is shuffled as a full permutation each epoch and batched by
-gathering rows, which costs about the same as iterating plain tensors;
+gathering rows (see `gathered_batches`);
 image files are decoded in a parallel map and cached.
 """
 
@@ -18,6 +18,7 @@ from kerasflow.data.prepared import SPLITS, PreparedData
 from kerasflow.spec.errors import Problem, SpecError
 
 _GATHER_BATCHES = 32  # batches per vectorized gather: large enough to amortize, small enough to stay cache-friendly
+_WHOLE_EPOCH_BYTES = 64 << 20  # training data up to this size is shuffled by one gather per epoch
 
 __all__ = ["SPLITS", "PreparedData", "gathered_batches", "prepare_data"]
 
@@ -111,13 +112,19 @@ def _batches(features: dict, targets: dict, data_spec, *, training: bool, seed: 
 def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = None, parallel: dict | None = None):
     """Batches of the rows of `tensors` (a structure of arrays with `n` rows), every row once.
 
-    With `seed`, each iteration (epoch) takes the rows in a new random order,
-    the same sequence of orders on every run; without, in order. Rows are
-    gathered `_GATHER_BATCHES` batches at a time: one vectorized gather per
-    chunk, so no step of the pipeline works on single examples.
+    Without `seed`, in order: slices of the arrays as they are. With `seed`,
+    each iteration (epoch) takes the rows in a new random order, the same
+    sequence of orders on every run. Up to `_WHOLE_EPOCH_BYTES` of rows the
+    epoch's rows are gathered in one go and sliced into batches: the fewest
+    pipeline steps per epoch, which for a small data set cost more than the
+    rows themselves. Larger data is gathered `_GATHER_BATCHES` batches at a
+    time (one vectorized gather per chunk), so no epoch holds a second copy of it.
+    Both give the same batches.
     """
     import tensorflow as tf
 
+    if seed is None:
+        return tf.data.Dataset.from_tensor_slices(tensors).batch(batch_size)
     full, rest = divmod(n, batch_size)
     parallel = parallel or {}
 
@@ -127,20 +134,23 @@ def gathered_batches(tensors, n: int, batch_size: int, *, seed: int | None = Non
     def take(index):
         return tf.nest.map_structure(lambda a: tf.gather(a, index), tensors)
 
+    def whole(order):
+        return tf.data.Dataset.from_tensor_slices(take(order)).batch(batch_size)
+
     def cut(order):
         chunks = tf.data.Dataset.from_tensor_slices(tf.reshape(order[: full * batch_size], [full, batch_size]))
         ds = chunks.batch(_GATHER_BATCHES).map(take, **parallel).unbatch()
         if rest:
             ds = ds.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]).map(take))
-        # unbatch and flat_map hide the length; Keras (steps per epoch, progress) needs it.
-        return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
+        return ds
 
+    size = sum(a.shape.num_elements() * (a.dtype.size or 32) for a in tf.nest.flatten(tensors))  # 32: a string's header
+    batches = whole if size <= _WHOLE_EPOCH_BYTES else cut
     rows = tf.range(n, dtype=tf.int64)
-    if seed is None:
-        return cut(rows)
     epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     ds = epochs.flat_map(tf.autograph.experimental.do_not_convert(
-        lambda s: cut(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0])))))
+        lambda s: batches(tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([s, 0])))))
+    # flat_map hides the length; Keras (steps per epoch, progress) needs it.
     return ds.apply(tf.data.experimental.assert_cardinality(full + bool(rest)))
 
 
