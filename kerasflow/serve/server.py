@@ -2,7 +2,7 @@
 
 `EmbeddedServer` polls the base path, serves the newest version (or the
 newest `num_versions`), answers REST on an aiohttp event loop and gRPC on
-grpc's thread-pool server, optionally merges concurrent requests into batches (TF Serving's
+grpc's thread-pool server (grpc.aio with batching), optionally merges concurrent requests into batches (TF Serving's
 `--enable_batching`), and binds 127.0.0.1 unless told otherwise. `serve` is what
 `kerasflow serve` runs: the real `tensorflow_model_server` when it is on
 PATH, this server otherwise, until SIGINT/SIGTERM.
@@ -43,7 +43,7 @@ class EmbeddedServer:
         request_timeout: seconds a REST client may take to send a request body (then 408).
         idle_timeout: seconds a REST connection may go without a complete request header:
             idle keep-alive connections and clients trickling headers are closed after it.
-        model_threads: threads running unbatched REST model calls (gRPC's run on its own 16 threads).
+        model_threads: threads running unbatched REST model calls (gRPC's run on its 16 handler threads).
     """
 
     def __init__(self, base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0.1",
@@ -130,7 +130,7 @@ class EmbeddedServer:
             from kerasflow.serve.grpc_api import GrpcServer
 
             self._grpc = GrpcServer(self.host, self._ports["grpc"], self.repository,
-                                    max_message_bytes=self.max_body_bytes)
+                                    max_message_bytes=self.max_body_bytes, executor=self._executor)
             self._ports["grpc"] = self._grpc.start()
 
     def _poll_loop(self) -> None:
