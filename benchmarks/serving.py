@@ -22,7 +22,10 @@ measures, in one run:
 
 Compiled load generators keep the client's own cost from hiding the server's;
 without `wrk`/`ab`/`h2load` on PATH (`apt-get install wrk apache2-utils
-nghttp2-client`) those rows are skipped. Prints req/s, the ratio to the in-process rate, p50/p99, errors.
+nghttp2-client`) those rows are skipped. Prints req/s, the ratio to the in-process rate, p50/p99, errors,
+and the server process's CPU time (user + system, all threads) per request:
+on a shared machine a rate says as much about the other jobs as about the
+server, its CPU per request much less.
 
     python benchmarks/serving.py [--quick] [--seconds 5] [--requests 20000]
 
@@ -94,6 +97,7 @@ def _train_and_export(base: Path) -> np.ndarray:
 class Result:
     def __init__(self, count: int, seconds: float, latencies, errors: int = 0, note: str = ""):
         self.count, self.seconds, self.errors, self.note = count, seconds, errors, note
+        self.cpu = float("nan")  # seconds of server CPU (user + system) over the run
         lat = np.asarray(latencies, dtype=float)
         self.p50, self.p99 = (np.percentile(lat, [50, 99]) * 1e3) if lat.size else (float("nan"),) * 2
 
@@ -143,7 +147,10 @@ def _in_process(path: Path, rows: np.ndarray, clients: int, seconds: float) -> R
         fn(pixels=one_row[i % len(rows)])["probabilities"].numpy()
 
     _threads(clients, 0.3, call)  # warm-up
-    return _threads(clients, seconds, call)
+    cpu = time.process_time()
+    result = _threads(clients, seconds, call)
+    result.cpu = time.process_time() - cpu  # this process's CPU: the signature calls (and their threads)
+    return result
 
 
 class Server:
@@ -158,6 +165,11 @@ class Server:
         self.rest_port, self.grpc_port = map(int, self.process.stdout.readline().split())
         self.path = "/v1/models/digits:predict"
         self.url = f"http://127.0.0.1:{self.rest_port}{self.path}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -321,6 +333,7 @@ def main() -> None:
     rows_out: list[tuple[str, str, Result]] = []
     memory: list[tuple[str, float, float, int, int]] = []
     baselines: dict[int, list[float]] = {16: [], 64: []}
+    baseline_cpu: dict[int, list[float]] = {16: [], 64: []}  # us of CPU per call
     with tempfile.TemporaryDirectory(prefix="kerasflow-bench-") as tmp:
         tmp = Path(tmp)
         base = tmp / "digits"
@@ -334,7 +347,9 @@ def main() -> None:
 
         def baseline():
             for clients, rates in baselines.items():
-                rates.append(_in_process(base / "1", rows, clients, seconds).rate)
+                result = _in_process(base / "1", rows, clients, seconds)
+                rates.append(result.rate)
+                baseline_cpu[clients].append(result.cpu / result.count * 1e6)
 
         baseline()
         for label, params in (("off", None), ("on", batching_file)):
@@ -351,8 +366,10 @@ def main() -> None:
                             ("gRPC", "h2load", _h2load_grpc, (frame_file, response_bytes, clients, seconds)),
                             ("gRPC", "python", _python_grpc, (rows, clients, seconds))]
                     for mode, tool, run, run_args in runs:
+                        cpu = server.cpu_seconds()
                         result = run(server, *run_args)
                         if result is not None:
+                            result.cpu = server.cpu_seconds() - cpu
                             rows_out.append((f"{mode}, batching {label}", f"{tool} c{clients}", result))
                 for idle in (0, 100):
                     held = _idle_connections(server, idle)
@@ -374,17 +391,17 @@ def main() -> None:
           f"Python {platform.python_version()}; {'quick' if args.quick else 'full'} run; server code "
           f"{Server.code}; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print("in-process signature, one row per call: " +
-          ", ".join(f"{c} threads {rate[c]:.0f} calls/s (runs: {', '.join(f'{r:.0f}' for r in v)})"
-                    for c, v in baselines.items()))
+          ", ".join(f"{c} threads {rate[c]:.0f} calls/s (runs: {', '.join(f'{r:.0f}' for r in v)}; "
+                    f"{', '.join(f'{u:.0f}' for u in baseline_cpu[c])} us CPU/call)" for c, v in baselines.items()))
     print("batching parameters (on):", " ".join(BATCHING.split()))
     head = f"| {'mode':<44} | {'client':<13} | {'requests':>8} | {'req/s':>7} | {'x in-proc':>9} | " \
-           f"{'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} |"
+           f"{'p50 ms':>7} | {'p99 ms':>7} | {'errors':>6} | {'srv us/req':>10} |"
     print(head)
     print("|" + "|".join("-" * (len(cell)) for cell in head.split("|")[1:-1]) + "|")
     for mode, client, r in rows_out:
         clients = int(re.search(r"c(\d+)", client).group(1))
         print(f"| {mode:<44} | {client:<13} | {r.count:>8} | {r.rate:>7.0f} | {r.rate / rate[clients]:>9.2f} | "
-              f"{r.p50:>7.1f} | {r.p99:>7.1f} | {r.errors:>6} |")
+              f"{r.p50:>7.1f} | {r.p99:>7.1f} | {r.errors:>6} | {r.cpu / r.count * 1e6:>10.0f} |")
     print("\nserver RSS over the new-connection runs (64 clients):")
     for label, before, after, errors, n in memory:
         print(f"  {label}: {before:.0f} MB -> {after:.0f} MB ({(after - before) / before:+.1%}) over {n} requests, "
@@ -405,6 +422,7 @@ def _must_hold(rows_out, rate: dict, memory) -> None:
                 ratio = r.rate / rate[16]
                 print(f"  batching {label:<3} {mode:<15} ({tool:<6}): {ratio:4.2f}x (goal >= {goal}x) "
                       f"p99 {r.p99:5.1f} ms (goal <= 20) errors {r.errors}  "
+                      f"server {r.cpu / r.count * 1e6:3.0f} us CPU/request  "
                       f"{'ok' if ratio >= goal and r.p99 <= 20 and not r.errors else 'SHORT'}")
     failed = sum(r.errors for _, _, r in rows_out)
     growth = max(((after - before) / before for _, before, after, _, _ in memory), default=0.0)
