@@ -97,7 +97,7 @@ def _train_and_export(base: Path) -> np.ndarray:
 class Result:
     def __init__(self, count: int, seconds: float, latencies, errors: int = 0, note: str = ""):
         self.count, self.seconds, self.errors, self.note = count, seconds, errors, note
-        self.cpu = float("nan")  # seconds of server CPU (user + system) over the run
+        self.cpu = float("nan")  # CPU seconds of the serving side over the run (server process or in-process calls)
         lat = np.asarray(latencies, dtype=float)
         self.p50, self.p99 = (np.percentile(lat, [50, 99]) * 1e3) if lat.size else (float("nan"),) * 2
 
