@@ -63,11 +63,12 @@ num_batch_threads { value: 1 }
 
 _SERVER = """
 import sys
+import kerasflow
 from kerasflow.serve import EmbeddedServer
 from kerasflow.serve.batching import BatchingParameters
 batching = BatchingParameters.from_file(sys.argv[2]) if len(sys.argv) > 2 else None
 server = EmbeddedServer(sys.argv[1], model_name="digits", rest_port=0, grpc_port=0, batching=batching).start()
-print(server.rest_port, server.grpc_port, flush=True)
+print(server.rest_port, server.grpc_port, kerasflow.__file__, flush=True)
 sys.stdin.read()  # until the benchmark closes our stdin
 server.stop()
 """
@@ -161,8 +162,15 @@ class Server:
     def __init__(self, base: Path, batching_file: Path | None):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.code), os.environ.get("PYTHONPATH", "")])}
         args = [sys.executable, "-c", _SERVER, str(base)] + ([str(batching_file)] if batching_file else [])
-        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.rest_port, self.grpc_port = map(int, self.process.stdout.readline().split())
+        # cwd: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH, so run
+        # from anywhere else the server would import that directory's kerasflow, not `code`'s
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                        cwd=self.code)
+        rest_port, grpc_port, package = self.process.stdout.readline().split()
+        self.rest_port, self.grpc_port = int(rest_port), int(grpc_port)
+        if not Path(package).resolve().is_relative_to(self.code):
+            self.stop()
+            raise SystemExit(f"the server imported {package}, not the kerasflow of {self.code}")
         self.path = "/v1/models/digits:predict"
         self.url = f"http://127.0.0.1:{self.rest_port}{self.path}"
 
