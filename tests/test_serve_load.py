@@ -204,10 +204,17 @@ def test_full_batching_queue_answers_503_and_unavailable(digits, digits_base):
 # --- Classify / Regress -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def shop_server(tmp_path_factory):
+def shop_base(tmp_path_factory):
     base = tmp_path_factory.mktemp("shop")
     export_shop_with_example_signatures(train_shop(), base)
-    with EmbeddedServer(base, model_name="shop", rest_port=0, grpc_port=0) as srv:
+    return base
+
+
+# gRPC runs on a different server with batching (grpc.aio) than without (thread pool): both answer
+@pytest.fixture(scope="module", params=[False, True], ids=["unbatched", "batched"])
+def shop_server(shop_base, request):
+    batching = BatchingParameters.from_text(PARAMS_FILE) if request.param else None
+    with EmbeddedServer(shop_base, model_name="shop", rest_port=0, grpc_port=0, batching=batching) as srv:
         yield srv
 
 

@@ -11,7 +11,7 @@ import asyncio
 import collections
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 
@@ -53,14 +53,12 @@ class Inbox:
         for done, waiter in ready:
             if waiter.cancelled():  # the client went away
                 continue
-            if done.cancelled():  # the executor was shut down
-                waiter.cancel()
-                continue
-            error = done.exception()
-            if error is not None:
-                waiter.set_exception(error)
-            else:
+            try:  # one look at `done` (each takes its lock), not cancelled() + exception() + result()
                 waiter.set_result(done.result())
+            except CancelledError:  # the executor was shut down
+                waiter.cancel()
+            except BaseException as error:  # noqa: BLE001 - the request's own error, raised in its coroutine
+                waiter.set_exception(error)
 
 
 class LoopThread:

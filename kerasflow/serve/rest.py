@@ -29,9 +29,10 @@ import re
 from concurrent.futures import Executor
 from urllib.parse import unquote
 
+from aiohttp import web
 from google.protobuf import json_format
 
-from kerasflow.serve import rest_json
+from kerasflow.serve import inference, rest_json, upload
 from kerasflow.serve.loop import LoopThread
 from kerasflow.serve.servables import ModelRepository, ServingError
 
@@ -77,8 +78,6 @@ class RestServer:
         return self.port
 
     async def _bind(self) -> int:
-        from aiohttp import web
-
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle, expect_handler=self._expect)
         # lingering_time: an oversized body is read (and dropped) for a while after the 413 is
@@ -108,8 +107,6 @@ class RestServer:
         return None
 
     async def _handle(self, request):
-        from aiohttp import web
-
         method, path = request.method, request.raw_path.split("?", 1)[0]
         try:
             body = b""
@@ -160,7 +157,6 @@ class RestServer:
 
     async def _infer(self, servable, verb: str, body: bytes, content_type: str) -> bytes:
         """:predict, :classify, :regress or :upload; the model runs batched or on the executor, never on the loop."""
-        from kerasflow.serve import inference, upload
 
         def prepare():
             if verb == "upload":
@@ -196,8 +192,6 @@ def _json(payload: dict) -> bytes:
 
 
 def _response(status: int, payload: dict | bytes):
-    from aiohttp import web
-
     body = payload if isinstance(payload, bytes) else _json(payload)
     return web.Response(status=status, body=body, headers=_JSON)
 

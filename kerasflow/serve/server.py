@@ -1,8 +1,8 @@
 """The embedded model server: TF Serving's REST and gRPC APIs in one process.
 
 `EmbeddedServer` polls the base path, serves the newest version (or the
-newest `num_versions`), answers REST on an aiohttp event loop and gRPC on a
-grpc.aio event loop, optionally merges concurrent requests into batches (TF Serving's
+newest `num_versions`), answers REST on an aiohttp event loop and gRPC on
+grpc's thread-pool server (grpc.aio with batching), optionally merges concurrent requests into batches (TF Serving's
 `--enable_batching`), and binds 127.0.0.1 unless told otherwise. `serve` is what
 `kerasflow serve` runs: the real `tensorflow_model_server` when it is on
 PATH, this server otherwise, until SIGINT/SIGTERM.
@@ -43,7 +43,7 @@ class EmbeddedServer:
         request_timeout: seconds a REST client may take to send a request body (then 408).
         idle_timeout: seconds a REST connection may go without a complete request header:
             idle keep-alive connections and clients trickling headers are closed after it.
-        model_threads: threads running unbatched model calls (REST and gRPC).
+        model_threads: threads running unbatched REST model calls (gRPC's run on its 16 handler threads).
     """
 
     def __init__(self, base_path: str | os.PathLike, *, model_name: str, host: str = "127.0.0.1",
