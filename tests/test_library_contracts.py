@@ -107,3 +107,20 @@ def test_tf_idf_weights_computed_publicly_are_the_ones_keras_adapts():
     assert stats["vocabulary"] == adapted.get_vocabulary(include_special_tokens=False)
     # Same TF-IDF vectors from the public rebuild as from Keras' own adapted layer (OOV column aside).
     np.testing.assert_allclose(np.asarray(rebuilt(docs))[:, 1:], np.asarray(adapted(docs))[:, 1:], rtol=1e-5)
+
+
+def test_tf_sessions_still_make_callables_from_options():
+    """The embedded server calls each signature through the private
+    `Session._make_callable_from_options` (TF_SessionMakeCallable, fed by
+    position): about a third of the public `make_callable`'s CPU per call
+    (serve/servables.py). setup.cfg pins tensorflow<2.22."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+
+    with tf.Graph().as_default() as graph:
+        x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+        tf.identity(x * 2, name="y")
+        with tf.compat.v1.Session(graph=graph) as session:
+            call = session._make_callable_from_options(config_pb2.CallableOptions(feed=["x:0"], fetch=["y:0"]))
+            (y,) = call(np.array([1.0, 2.5], np.float32))
+    np.testing.assert_array_equal(y, [2.0, 5.0])
